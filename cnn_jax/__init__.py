@@ -1,0 +1,14 @@
+"""cnn_jax: classic convolutional networks in JAX/Flax, one train loop for all of them."""
+import os as _os
+
+# Residual blocks end in an optimization_barrier (models/layers.py) that keeps XLA:CPU from
+# re-fusing the whole residual chain into every backward fusion (quadratic step cost in depth).
+# XLA's cse_barrier_expander pass would remove the barriers; disabling it must happen before the
+# backend starts, hence here.
+_FLAG = '--xla_disable_hlo_passes=cse_barrier_expander'
+if _FLAG not in _os.environ.get('XLA_FLAGS', ''):
+  _os.environ['XLA_FLAGS'] = (_os.environ.get('XLA_FLAGS', '') + ' ' + _FLAG).strip()
+
+
+class ConfigError(ValueError):
+  """A mistake the user can fix in the config or flags; reported as one line, before compiling."""

@@ -1,0 +1,93 @@
+"""Building blocks shared by the model families."""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = Any
+
+# He et al. 2015 ("Delving deep into rectifiers"): N(0, 2/fan_out) for convolutions, as the ResNet
+# papers and torchvision initialise them.
+he_normal_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+
+
+class BatchNorm(nn.Module):
+  """BatchNorm over the global batch (default) or over groups of ``group_size`` examples.
+
+  Under ``jax.jit`` with the batch sharded over a mesh, a mean over the batch axis is a mean over
+  the global batch: XLA inserts the all-reduce. ``group_size`` reproduces per-GPU statistics of the
+  papers: the batch is split into consecutive groups, each normalised with its own statistics; the
+  running averages take the mean of the groups' statistics. Parameters and state use the same names
+  as ``flax.linen.BatchNorm`` (scale, bias; mean, var).
+  """
+  momentum: float = 0.9
+  epsilon: float = 1e-5
+  dtype: Optional[Dtype] = None
+  group_size: Optional[int] = None
+  scale_init: Any = nn.initializers.ones
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    features = x.shape[-1]
+    scale = self.param('scale', self.scale_init, (features,), jnp.float32)
+    bias = self.param('bias', nn.initializers.zeros, (features,), jnp.float32)
+    ra_mean = self.variable('batch_stats', 'mean', jnp.zeros, (features,), jnp.float32)
+    ra_var = self.variable('batch_stats', 'var', jnp.ones, (features,), jnp.float32)
+    if not train:
+      mean, var = ra_mean.value, ra_var.value
+    else:
+      x32 = x.astype(jnp.float32)
+      batch = x.shape[0]
+      group = self.group_size or batch
+      if batch % group:
+        raise ValueError(f'BatchNorm group_size {group} does not divide the batch of {batch}')
+      grouped = x32.reshape((batch // group, group) + x.shape[1:])
+      axes = tuple(range(1, grouped.ndim - 1))
+      mean = grouped.mean(axis=axes, keepdims=True)
+      var = jnp.maximum((grouped * grouped).mean(axis=axes, keepdims=True) - mean * mean, 0.0)
+      if not self.is_initializing():
+        ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean.mean(axis=0).reshape(-1)
+        ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var.mean(axis=0).reshape(-1)
+      y = (grouped - mean) * jax.lax.rsqrt(var + self.epsilon)
+      y = y.reshape(x.shape) * scale + bias
+      return y.astype(self.dtype or x.dtype)
+    y = (x.astype(jnp.float32) - mean) * jax.lax.rsqrt(var + self.epsilon) * scale + bias
+    return y.astype(self.dtype or x.dtype)
+
+
+def checkpoint_block_output(x: jax.Array) -> jax.Array:
+  """Marks a residual block's output as a fusion boundary.
+
+  XLA:CPU otherwise re-fuses the whole chain of residual adds into every backward fusion, so a deep
+  ResNet's step time grows quadratically with depth. The barrier survives only with
+  ``--xla_disable_hlo_passes=cse_barrier_expander`` (set by :mod:`cnn_jax.parallel`).
+  """
+  return jax.lax.optimization_barrier(x)
+
+
+class StochasticDepth(nn.Module):
+  """Huang et al. 2016: keeps a residual branch with probability ``survival_prob``.
+
+  Training draws one Bernoulli per block per step (from the ``dropout`` RNG) and drops the whole
+  branch, so the block is the identity; evaluation scales the branch by ``survival_prob``.
+  """
+  survival_prob: float
+
+  @nn.compact
+  def __call__(self, residual: jax.Array, train: bool) -> jax.Array:
+    if self.survival_prob >= 1.0:
+      return residual
+    if not train:
+      return residual * jnp.asarray(self.survival_prob, residual.dtype)
+    keep = jax.random.bernoulli(self.make_rng('dropout'), self.survival_prob)
+    return jnp.where(keep, residual, jnp.zeros_like(residual))
+
+
+def survival_probs(num_blocks: int, last: float) -> list[float]:
+  """The linear decay rule p_l = 1 - (l / L) (1 - p_L) for blocks l = 1..L."""
+  if not 0.0 < last <= 1.0:
+    raise ValueError(f'stochastic depth survival probability must be in (0, 1], got {last}')
+  return [1.0 - (l / num_blocks) * (1.0 - last) for l in range(1, num_blocks + 1)]
