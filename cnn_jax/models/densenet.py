@@ -1,1 +1,157 @@
-"""(being written)"""
+"""DenseNet (Huang et al. 2017): every layer reads the concatenation of all earlier maps of its block.
+
+A layer is BN-ReLU-conv3x3 producing ``growth_rate`` (k) maps; DenseNet-B puts BN-ReLU-conv1x1 with
+4k maps first. Transitions between blocks are BN-ReLU-conv1x1-avgpool 2x2 and -C keeps
+floor(compression * m) of the m maps. The paper's text describes the transition as BN-conv-pool;
+the ReLU is the authors' code (and torchvision's), which produced the published numbers. With
+``dropout_rate`` > 0, dropout follows every conv but the first (the paper's CIFAR runs without
+augmentation).
+
+ImageNet (DenseNet-BC, k=32): 7x7/2 conv 2k-BN-ReLU-3x3/2 max-pool, four blocks (121: 6/12/24/16,
+169: 6/12/32/32, 201: 6/12/48/32, 264: 6/12/64/48), final BN-ReLU, global average pool, fc; the
+counts equal torchvision's. CIFAR (``stem='cifar'``): 3x3 conv with 2k maps (BC) or 16 maps (plain
+DenseNet), three blocks of (L-4)/6 bottleneck layers (BC) or (L-4)/3 layers, 8x8 global pool.
+
+Not residual, so no stochastic depth here.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_jax import ConfigError
+from cnn_jax.models import layers, register, resnet
+from cnn_jax.models.resnet import conv
+
+IMAGENET_BLOCKS: dict[int, tuple[int, ...]] = {
+    121: (6, 12, 24, 16),
+    169: (6, 12, 32, 32),
+    201: (6, 12, 48, 32),
+    264: (6, 12, 64, 48),
+}
+BOTTLENECK_FACTOR = 4  # DenseNet-B's 1x1 produces 4k maps
+PLAIN_CIFAR_STEM = 16
+
+
+def _bn_relu(x: jax.Array, train: bool, name: str, dtype: Any, bn_group_size: Optional[int]) -> jax.Array:
+  return nn.relu(layers.BatchNorm(dtype=dtype, group_size=bn_group_size, name=name)(x, train))
+
+
+class DenseLayer(nn.Module):
+  """[BN-ReLU-conv1x1(4k)-] BN-ReLU-conv3x3(k), concatenated to the input."""
+  growth_rate: int
+  bottleneck: bool = True
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+  bn_group_size: Optional[int] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    drop = lambda y: nn.Dropout(self.dropout_rate)(y, deterministic=not train) if self.dropout_rate else y
+    y = x
+    if self.bottleneck:
+      y = _bn_relu(y, train, 'bn1', self.dtype, self.bn_group_size)
+      y = drop(conv(BOTTLENECK_FACTOR * self.growth_rate, 1, name='conv1', dtype=self.dtype)(y))
+    y = _bn_relu(y, train, 'bn2', self.dtype, self.bn_group_size)
+    y = drop(conv(self.growth_rate, 3, name='conv2', dtype=self.dtype)(y))
+    return jnp.concatenate([x, y], axis=-1)
+
+
+class Transition(nn.Module):
+  """BN-ReLU-conv1x1(``features``)-avgpool 2x2/2."""
+  features: int
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+  bn_group_size: Optional[int] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    y = _bn_relu(x, train, 'bn', self.dtype, self.bn_group_size)
+    y = conv(self.features, 1, name='conv', dtype=self.dtype)(y)
+    if self.dropout_rate:
+      y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+    return nn.avg_pool(y, (2, 2), (2, 2))
+
+
+def block_sizes(depth: int, stem: str, bottleneck: bool) -> tuple[int, ...]:
+  """Layers per dense block, or a :class:`ConfigError` naming the depth rule."""
+  resnet.check_choice('DenseNet stem', stem, resnet.STEMS)
+  if stem == 'imagenet':
+    if depth not in IMAGENET_BLOCKS:
+      raise ConfigError(f'ImageNet DenseNet depth {depth!r} has no layout; valid depths: '
+                        f'{", ".join(map(str, IMAGENET_BLOCKS))} (or stem="cifar" for L = 6n+4).')
+    if not bottleneck:
+      raise ConfigError('the ImageNet DenseNets (121/169/201/264) are DenseNet-BC: bottleneck=True.')
+    return IMAGENET_BLOCKS[depth]
+  # L counts the first conv, the layers' convs (2 per BC layer), the two transitions and the fc.
+  per_block = 6 if bottleneck else 3
+  if not isinstance(depth, int) or depth < per_block + 4 or (depth - 4) % per_block:
+    n = max(1, round((depth - 4) / per_block)) if isinstance(depth, (int, float)) else 1
+    kind = 'DenseNet-BC (bottleneck)' if bottleneck else 'DenseNet without bottlenecks'
+    raise ConfigError(f'a CIFAR {kind} has depth L = {per_block}n+4 (three blocks of n layers): '
+                      f'{depth!r} is not. Nearest valid depths: {per_block * n + 4} and '
+                      f'{per_block * (n + 1) + 4} (e.g. BC: 100, 190, 250; plain: 40, 100).')
+  n = (depth - 4) // per_block
+  return (n, n, n)
+
+
+class DenseNet(nn.Module):
+  """DenseNet-``depth`` with growth rate ``growth_rate``; ImageNet or CIFAR (``stem='cifar'``)."""
+  depth: int = 121
+  growth_rate: int = 32
+  compression: float = 0.5  # theta; 1.0 without -C
+  bottleneck: bool = True  # -B
+  stem: str = 'imagenet'
+  dropout_rate: float = 0.0
+  num_classes: int = 1000
+  dtype: Any = jnp.float32
+  bn_group_size: Optional[int] = None
+
+  def __post_init__(self):
+    block_sizes(self.depth, self.stem, self.bottleneck)
+    resnet.check_positive_int('DenseNet growth_rate k', self.growth_rate)
+    resnet.check_positive_int('num_classes', self.num_classes)
+    if not 0.0 < self.compression <= 1.0:
+      raise ConfigError(f'DenseNet compression (theta, the fraction of maps a transition keeps) must '
+                        f'be in (0, 1], 0.5 for DenseNet-C and 1 without; got {self.compression}.')
+    resnet.check_dropout_rate(self.dropout_rate)
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    sizes = block_sizes(self.depth, self.stem, self.bottleneck)
+    x = x.astype(self.dtype)
+    stem_features = 2 * self.growth_rate if self.bottleneck else PLAIN_CIFAR_STEM
+    if self.stem == 'imagenet':
+      x = conv(stem_features, 7, 2, name='conv1', dtype=self.dtype)(x)
+      x = _bn_relu(x, train, 'bn1', self.dtype, self.bn_group_size)
+      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    else:
+      x = conv(stem_features, 3, name='conv1', dtype=self.dtype)(x)
+    for b, count in enumerate(sizes):
+      if b:
+        x = Transition(math.floor(self.compression * x.shape[-1]), self.dropout_rate, self.dtype,
+                       self.bn_group_size, name=f'transition{b}')(x, train)
+      for i in range(count):
+        x = DenseLayer(self.growth_rate, self.bottleneck, self.dropout_rate, self.dtype,
+                       self.bn_group_size, name=f'block{b + 1}_layer{i + 1}')(x, train)
+    x = _bn_relu(x, train, 'final_bn', self.dtype, self.bn_group_size)
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
+
+
+register('densenet', DenseNet)
+for _depth in IMAGENET_BLOCKS:
+  register(f'densenet{_depth}', DenseNet, depth=_depth)
+register('densenet_cifar', DenseNet, stem='cifar', depth=100, growth_rate=12, num_classes=10)
+# Table 2 of the paper: DenseNet-BC (L, k) and the plain DenseNet (no bottleneck, no compression).
+for _depth, _k in ((100, 12), (250, 24), (190, 40)):
+  register(f'densenet_bc{_depth}_{_k}', DenseNet, stem='cifar', depth=_depth, growth_rate=_k,
+           num_classes=10)
+for _depth, _k in ((40, 12), (100, 12), (100, 24)):
+  register(f'densenet{_depth}_{_k}', DenseNet, stem='cifar', depth=_depth, growth_rate=_k,
+           bottleneck=False, compression=1.0, num_classes=10)

@@ -91,3 +91,35 @@ def survival_probs(num_blocks: int, last: float) -> list[float]:
   if not 0.0 < last <= 1.0:
     raise ValueError(f'stochastic depth survival probability must be in (0, 1], got {last}')
   return [1.0 - (l / num_blocks) * (1.0 - last) for l in range(1, num_blocks + 1)]
+
+
+class LocalResponseNorm(nn.Module):
+  """Krizhevsky et al. 2012, section 3.3: normalisation across adjacent channels.
+
+  b_i = a_i / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2)^beta, the sum clipped to the existing
+  channels. The defaults are the paper's k=2, n=5, alpha=1e-4, beta=0.75, with alpha applied as is.
+  PyTorch's ``nn.LocalResponseNorm`` and Caffe's LRN divide alpha by n, so the same layer there is
+  ``LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)``. ``groups`` > 1 normalises each group of
+  channels on its own, as the two GPU towers of AlexNet did (a tower never saw the other's maps).
+  Computed in float32 whatever the input dtype: the sum of squares overflows or loses the small
+  alpha term in bfloat16.
+  """
+  depth: int = 5          # n
+  k: float = 2.0
+  alpha: float = 1e-4
+  beta: float = 0.75
+  groups: int = 1
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    channels = x.shape[-1]
+    if channels % self.groups:
+      raise ValueError(f'LocalResponseNorm groups={self.groups} does not divide {channels} channels')
+    x32 = x.astype(jnp.float32)
+    squares = (x32 * x32).reshape(x.shape[:-1] + (self.groups, channels // self.groups))
+    before = self.depth // 2
+    window = (1,) * (squares.ndim - 1) + (self.depth,)
+    padding = ((0, 0),) * (squares.ndim - 1) + ((before, self.depth - 1 - before),)
+    summed = jax.lax.reduce_window(squares, 0.0, jax.lax.add, window, (1,) * squares.ndim, padding)
+    y = x32 / (self.k + self.alpha * summed.reshape(x.shape)) ** self.beta
+    return y.astype(x.dtype)

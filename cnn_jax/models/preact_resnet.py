@@ -1,1 +1,161 @@
-"""(being written)"""
+"""Pre-activation ResNet (He et al. 2016, "Identity mappings in deep residual networks").
+
+A unit is BN-ReLU-conv-BN-ReLU-conv (basic) or BN-ReLU-conv1x1-BN-ReLU-conv3x3-BN-ReLU-conv1x1
+(bottleneck, x4 output channels) added to the shortcut, with nothing after the add; the net ends in
+BN-ReLU before global average pooling and the classifier.
+
+Where the shortcut reads the activations follows the authors' code (fb.resnet.torch preresnet.lua,
+resnet-1k-layers): the first unit of every stage applies its BN-ReLU *before* splitting into the
+two paths, so its (projection) shortcut sees the pre-activated input, as the paper states for the
+unit after conv1; the other units pre-activate the residual path only and keep a pure identity.
+On ImageNet the stem (7x7/2 conv-BN-ReLU-max-pool) already ends in BN-ReLU, so the first unit of
+stage 1 has no pre-activation. Projection shortcuts are a 1x1 conv without BN.
+
+CIFAR nets (``stem='cifar'``): 3x3 conv 16, three stages at 16/32/64 planes, depth 9n+2 with
+bottlenecks (ResNet-164: 1.7M params, ResNet-1001: 10.3M; the paper prints 10.2M) or 6n+2 with
+basic units (``preact_resnet110`` uses option-A shortcuts, so it has exactly the parameters of the
+original ResNet-110, the pairing of the paper's Table 3).
+
+The pre-activation trunk (:func:`preact_trunk`) is shared with the Wide ResNet (wide_resnet.py).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_jax import ConfigError
+from cnn_jax.models import layers, register
+from cnn_jax.models import resnet
+from cnn_jax.models.resnet import conv
+
+PREACT_MODES = ('shared', 'residual', 'none')
+
+
+class PreActUnit(nn.Module):
+  """One pre-activation residual unit; ``features`` is its output width.
+
+  ``preact``: 'shared' (BN-ReLU before the split; the shortcut reads the activations), 'residual'
+  (BN-ReLU on the residual path only; identity shortcut) or 'none' (the input is already activated).
+  ``dropout_rate`` drops activations before the last conv of the branch (the Wide ResNet's dropout
+  between the two 3x3 convs).
+  """
+  features: int
+  block: str = 'basic'
+  stride: int = 1
+  preact: str = 'residual'
+  shortcut: str = 'B'
+  stride_on_3x3: bool = True
+  dropout_rate: float = 0.0
+  survival_prob: float = 1.0
+  dtype: Any = jnp.float32
+  bn_group_size: Optional[int] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def bn_relu(y: jax.Array, name: str) -> jax.Array:
+      return nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name=name)(y, train))
+
+    activated = x if self.preact == 'none' else bn_relu(x, 'bn1')
+    shortcut_input = x if self.preact == 'residual' else activated
+    if self.block == 'basic':
+      y = conv(self.features, 3, self.stride, name='conv1', dtype=self.dtype)(activated)
+      y = bn_relu(y, 'bn2')
+      last_conv = conv(self.features, 3, name='conv2', dtype=self.dtype)
+    else:
+      planes = self.features // resnet.BOTTLENECK_EXPANSION
+      stride_1x1, stride_3x3 = (1, self.stride) if self.stride_on_3x3 else (self.stride, 1)
+      y = bn_relu(conv(planes, 1, stride_1x1, name='conv1', dtype=self.dtype)(activated), 'bn2')
+      y = bn_relu(conv(planes, 3, stride_3x3, name='conv2', dtype=self.dtype)(y), 'bn3')
+      last_conv = conv(self.features, 1, name='conv3', dtype=self.dtype)
+    if self.dropout_rate > 0:
+      y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
+    y = layers.StochasticDepth(self.survival_prob)(last_conv(y), train)
+    y = y + resnet.shortcut(shortcut_input, self.features, self.stride, self.shortcut, train,
+                            dtype=self.dtype, bn_group_size=self.bn_group_size, norm=False)
+    return layers.checkpoint_block_output(y)
+
+
+def preact_trunk(x: jax.Array, train: bool, *, block: str, stage_sizes: Sequence[int],
+                 stage_features: Sequence[int], stem_activated: bool, num_classes: int,
+                 shortcut: str = 'B', stride_on_3x3: bool = True, dropout_rate: float = 0.0,
+                 survival_prob_last: float = 1.0, dtype: Any = jnp.float32,
+                 bn_group_size: Optional[int] = None) -> jax.Array:
+  """Stages of pre-activation units, final BN-ReLU, global average pool, fc: float32 logits.
+
+  Call from a compact method after the stem; the units become submodules of the caller. Stage s
+  has ``stage_sizes[s]`` units of ``stage_features[s]`` output channels; every stage but the first
+  halves the resolution. ``stem_activated``: the stem ended in BN-ReLU (ImageNet).
+  """
+  probs = iter(layers.survival_probs(sum(stage_sizes), survival_prob_last))
+  for stage, (count, features) in enumerate(zip(stage_sizes, stage_features)):
+    for i in range(count):
+      if i:
+        preact = 'residual'
+      else:
+        preact = 'none' if stage == 0 and stem_activated else 'shared'
+      x = PreActUnit(features, block, stride=2 if stage and i == 0 else 1, preact=preact,
+                     shortcut=shortcut, stride_on_3x3=stride_on_3x3, dropout_rate=dropout_rate,
+                     survival_prob=next(probs), dtype=dtype, bn_group_size=bn_group_size,
+                     name=f'stage{stage + 1}_block{i + 1}')(x, train)
+  x = nn.relu(layers.BatchNorm(dtype=dtype, group_size=bn_group_size, name='final_bn')(x, train))
+  x = jnp.mean(x, axis=(1, 2))
+  return nn.Dense(num_classes, dtype=dtype, name='fc')(x).astype(jnp.float32)
+
+
+class PreActResNet(nn.Module):
+  """Pre-activation ResNet for ImageNet (depths 18..200) or CIFAR (``stem='cifar'``)."""
+  depth: int = 50
+  num_classes: int = 1000
+  stem: str = 'imagenet'
+  block: Optional[str] = None  # None: ImageNet as the table, CIFAR bottleneck (9n+2)
+  base_width: Optional[int] = None  # stem filters and stage-1 planes; None: 64 ImageNet, 16 CIFAR
+  shortcut: str = 'B'
+  stride_on_3x3: bool = True
+  dropout_rate: float = 0.0
+  survival_prob_last: float = 1.0
+  dtype: Any = jnp.float32
+  bn_group_size: Optional[int] = None
+
+  def __post_init__(self):
+    resnet.stage_layout('pre-activation ResNet', self.depth, self.stem, self.block)
+    resnet.check_choice('shortcut option', self.shortcut, resnet.SHORTCUTS)
+    resnet.check_positive_int('num_classes', self.num_classes)
+    if self.base_width is not None:
+      resnet.check_positive_int('base_width', self.base_width)
+    resnet.check_dropout_rate(self.dropout_rate)
+    resnet.check_survival_prob(self.survival_prob_last)
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    block, stage_sizes = resnet.stage_layout('pre-activation ResNet', self.depth, self.stem, self.block)
+    imagenet = self.stem == 'imagenet'
+    width = self.base_width or (64 if imagenet else 16)
+    x = x.astype(self.dtype)
+    if imagenet:
+      x = conv(width, 7, 2, name='conv1', dtype=self.dtype)(x)
+      x = nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name='bn1')(x, train))
+      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    else:
+      x = conv(width, 3, name='conv1', dtype=self.dtype)(x)
+    expansion = resnet.BOTTLENECK_EXPANSION if block == 'bottleneck' else 1
+    return preact_trunk(
+        x, train, block=block, stage_sizes=stage_sizes,
+        stage_features=[width * 2 ** s * expansion for s in range(len(stage_sizes))],
+        stem_activated=imagenet, num_classes=self.num_classes, shortcut=self.shortcut,
+        stride_on_3x3=self.stride_on_3x3, dropout_rate=self.dropout_rate,
+        survival_prob_last=self.survival_prob_last, dtype=self.dtype, bn_group_size=self.bn_group_size)
+
+
+register('preact_resnet', PreActResNet)
+register('preact_resnet_cifar', PreActResNet, stem='cifar', depth=164, num_classes=10)
+for _depth in resnet.IMAGENET_LAYOUTS:
+  register(f'preact_resnet{_depth}', PreActResNet, depth=_depth)
+for _depth in (164, 1001):
+  register(f'preact_resnet{_depth}', PreActResNet, stem='cifar', depth=_depth, num_classes=10)
+for _depth in (20, 32, 44, 56, 110):
+  register(f'preact_resnet{_depth}', PreActResNet, stem='cifar', depth=_depth, block='basic',
+           shortcut='A', num_classes=10)

@@ -1,12 +1,23 @@
-"""ResNet (He et al. 2015) for CIFAR: depth 6n+2, three stages of n basic blocks at 16/32/64 filters.
+"""ResNet (He et al. 2015): the CIFAR nets (depth 6n+2) and the ImageNet nets (18 to 200 layers).
 
-Option-A shortcuts (identity, with stride-2 subsampling and zero-padded channels where the shape
-changes) give the residual net and its plain twin identical parameter counts. Stochastic depth
-(Huang et al. 2016) is an option: ``survival_prob_last`` < 1 enables the linear decay rule.
+CIFAR: three stages of n basic blocks at 16/32/64 filters with option-A shortcuts (identity, with
+stride-2 subsampling and zero-padded channels where the shape changes), so the residual net and its
+plain twin have identical parameter counts.
+
+ImageNet (:class:`ResNet`): stem 7x7/2 conv 64-BN-ReLU-3x3/2 max-pool, four stages at 64/128/256/512
+planes (x4 output channels for bottlenecks), global average pooling, fc. Defaults are torchvision's
+(v1.5 with option-B shortcuts), whose parameter counts it matches exactly. ``stride_on_3x3=False``
+is the paper's v1 (stride 2 on the first 1x1 of a downsampling bottleneck); ``shortcut`` selects
+option A, B or C; ``residual=False`` is the plain twin of any depth. ``groups``/``width_per_group``
+give ResNeXt and wide ResNets (registered in resnext.py and wide_resnet.py) and ``stem='cifar'``
+the CIFAR ResNeXt-29.
+
+Stochastic depth (Huang et al. 2016) is an option of every residual net: ``survival_prob_last`` < 1
+enables the linear decay rule over all blocks of the net.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional, Sequence
 
 import flax.linen as nn
 import jax
@@ -14,6 +25,90 @@ import jax.numpy as jnp
 
 from cnn_jax import ConfigError
 from cnn_jax.models import layers, register
+
+# Blocks per stage of the ImageNet nets (He et al. 2015, Table 1; ResNet-200 from He et al. 2016).
+IMAGENET_LAYOUTS: dict[int, tuple[str, tuple[int, ...]]] = {
+    18: ('basic', (2, 2, 2, 2)),
+    34: ('basic', (3, 4, 6, 3)),
+    50: ('bottleneck', (3, 4, 6, 3)),
+    101: ('bottleneck', (3, 4, 23, 3)),
+    152: ('bottleneck', (3, 8, 36, 3)),
+    200: ('bottleneck', (3, 24, 36, 3)),
+}
+WEIGHT_LAYERS_PER_BLOCK = {'basic': 2, 'bottleneck': 3}
+BOTTLENECK_EXPANSION = 4
+STEMS = ('imagenet', 'cifar')
+SHORTCUTS = ('A', 'B', 'C')
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+def check_choice(what: str, value: Any, valid: Sequence[Any]) -> None:
+  if value not in valid:
+    raise ConfigError(f'{what} must be one of {", ".join(map(repr, valid))}; got {value!r}.')
+
+
+def check_positive_int(what: str, value: Any) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    raise ConfigError(f'{what} must be a positive integer; got {value!r}.')
+
+
+def check_survival_prob(last: float, residual: bool = True) -> None:
+  """Stochastic depth needs a residual branch to drop and a probability in (0, 1]."""
+  if not 0.0 < last <= 1.0:
+    raise ConfigError(f'survival_prob_last (stochastic depth, probability that the last block '
+                      f'survives) must be in (0, 1], 1 disabling it; got {last}.')
+  if last < 1.0 and not residual:
+    raise ConfigError('stochastic depth drops residual branches; a plain net (residual=False) has '
+                      'none: use survival_prob_last=1.0 or residual=True.')
+
+
+def check_dropout_rate(rate: float) -> None:
+  if not 0.0 <= rate < 1.0:
+    raise ConfigError(f'dropout_rate must be in [0, 1); got {rate}.')
+
+
+def stage_layout(family: str, depth: int, stem: str, block: Optional[str]) -> tuple[str, tuple[int, ...]]:
+  """The block type and blocks per stage of a residual net, or a :class:`ConfigError`.
+
+  ImageNet depths come from the papers' table; a CIFAR net has three equal stages, so its depth is
+  6n+2 (basic blocks, two weight layers each) or 9n+2 (bottlenecks, three), counting the first
+  conv and the classifier. A CIFAR net defaults to bottlenecks (ResNeXt-29, pre-act ResNet-164).
+  """
+  check_choice(f'{family} stem', stem, STEMS)
+  if block is not None:
+    check_choice(f'{family} block', block, tuple(WEIGHT_LAYERS_PER_BLOCK))
+  if stem == 'imagenet':
+    if depth not in IMAGENET_LAYOUTS:
+      raise ConfigError(f'{family} depth {depth!r} has no ImageNet layout; valid depths: '
+                        f'{", ".join(map(str, IMAGENET_LAYOUTS))}.')
+    table_block, stage_sizes = IMAGENET_LAYOUTS[depth]
+    if block not in (None, table_block):
+      raise ConfigError(f'ImageNet {family}-{depth} is built from {table_block} blocks (got '
+                        f'block={block!r}); basic: depths 18, 34; bottleneck: 50, 101, 152, 200.')
+    return table_block, stage_sizes
+  block = block or 'bottleneck'
+  per_stage = 3 * WEIGHT_LAYERS_PER_BLOCK[block]
+  if not isinstance(depth, int) or depth < per_stage + 2 or (depth - 2) % per_stage:
+    n = max(1, round((depth - 2) / per_stage)) if isinstance(depth, (int, float)) else 1
+    raise ConfigError(
+        f'a CIFAR {family} of {block} blocks has depth {per_stage}n+2 (three stages of n blocks of '
+        f'{WEIGHT_LAYERS_PER_BLOCK[block]} weight layers, plus the first conv and the classifier): '
+        f'{depth!r} is not. Nearest valid depths: {per_stage * n + 2} and {per_stage * (n + 1) + 2}.')
+  n = (depth - 2) // per_stage
+  return block, (n, n, n)
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def conv(features: int, kernel: int, stride: int = 1, *, name: str, dtype: Any,
+         groups: int = 1) -> nn.Conv:
+  """A bias-free square conv with 'same'-style symmetric padding (torchvision's padding = k // 2)."""
+  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=kernel // 2,
+                 feature_group_count=groups, use_bias=False, dtype=dtype,
+                 kernel_init=layers.he_normal_fan_out, name=name)
 
 
 def shortcut_option_a(x: jax.Array, features: int, stride: int) -> jax.Array:
@@ -26,27 +121,82 @@ def shortcut_option_a(x: jax.Array, features: int, stride: int) -> jax.Array:
   return x
 
 
+def shortcut(x: jax.Array, features: int, stride: int, option: str, train: bool, *, dtype: Any,
+             bn_group_size: Optional[int], norm: bool = True) -> jax.Array:
+  """He et al. 2015 shortcuts: A parameter-free, B projection where the shape changes, C always.
+
+  Call from a compact method: the projection (``proj_conv``, then ``proj_bn`` if ``norm``, as
+  torchvision; pre-activation nets project without BN) becomes a submodule of the caller.
+  """
+  reshapes = stride != 1 or x.shape[-1] != features
+  if option == 'C' or (option == 'B' and reshapes):
+    x = conv(features, 1, stride, name='proj_conv', dtype=dtype)(x)
+    if norm:
+      x = layers.BatchNorm(dtype=dtype, group_size=bn_group_size, name='proj_bn')(x, train)
+    return x
+  return shortcut_option_a(x, features, stride)
+
+
 class BasicBlock(nn.Module):
   """conv3x3-BN-ReLU-conv3x3-BN, added to the shortcut, then ReLU (v1 ordering)."""
   features: int
   stride: int = 1
   residual: bool = True
   survival_prob: float = 1.0
+  shortcut: str = 'A'
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    conv = lambda f, s, name: nn.Conv(f, (3, 3), (s, s), padding=1, use_bias=False, dtype=self.dtype,
-                                      kernel_init=layers.he_normal_fan_out, name=name)
-    norm = lambda name, **kw: layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size,
-                                               name=name, **kw)
-    y = nn.relu(norm('bn1')(conv(self.features, self.stride, 'conv1')(x), train))
-    y = norm('bn2')(conv(self.features, 1, 'conv2')(y), train)
+    norm = lambda name: layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name=name)
+    y = conv(self.features, 3, self.stride, name='conv1', dtype=self.dtype)(x)
+    y = nn.relu(norm('bn1')(y, train))
+    y = norm('bn2')(conv(self.features, 3, name='conv2', dtype=self.dtype)(y), train)
     if self.residual:
       y = layers.StochasticDepth(self.survival_prob)(y, train)
-      y = y + shortcut_option_a(x, self.features, self.stride)
+      y = y + shortcut(x, self.features, self.stride, self.shortcut, train, dtype=self.dtype,
+                       bn_group_size=self.bn_group_size)
     return layers.checkpoint_block_output(nn.relu(y))
+
+
+class Bottleneck(nn.Module):
+  """1x1 reduce - 3x3 - 1x1 expand (x4), each followed by BN, ReLU after the add (v1 ordering).
+
+  The inner width is torchvision's ``planes * width_per_group / 64 * groups``; ``groups`` > 1 makes
+  the 3x3 a grouped conv, the ResNeXt block (Xie et al. 2016, form (c) of their Fig. 3).
+  """
+  planes: int
+  stride: int = 1
+  groups: int = 1
+  width_per_group: int = 64
+  stride_on_3x3: bool = True
+  residual: bool = True
+  survival_prob: float = 1.0
+  shortcut: str = 'B'
+  dtype: Any = jnp.float32
+  bn_group_size: Optional[int] = None
+
+  expansion: ClassVar[int] = BOTTLENECK_EXPANSION
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    norm = lambda name: layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name=name)
+    width = int(self.planes * (self.width_per_group / 64.0)) * self.groups
+    out_features = self.planes * self.expansion
+    stride_1x1, stride_3x3 = (1, self.stride) if self.stride_on_3x3 else (self.stride, 1)
+    y = nn.relu(norm('bn1')(conv(width, 1, stride_1x1, name='conv1', dtype=self.dtype)(x), train))
+    y = conv(width, 3, stride_3x3, name='conv2', dtype=self.dtype, groups=self.groups)(y)
+    y = nn.relu(norm('bn2')(y, train))
+    y = norm('bn3')(conv(out_features, 1, name='conv3', dtype=self.dtype)(y), train)
+    if self.residual:
+      y = layers.StochasticDepth(self.survival_prob)(y, train)
+      y = y + shortcut(x, out_features, self.stride, self.shortcut, train, dtype=self.dtype,
+                       bn_group_size=self.bn_group_size)
+    return layers.checkpoint_block_output(nn.relu(y))
+
+
+# ----------------------------------------------------------------------------- networks
 
 
 class CifarResNet(nn.Module):
@@ -66,15 +216,14 @@ class CifarResNet(nn.Module):
           f'CIFAR ResNet depth must be 6n+2 (three stages of n two-layer blocks, plus the first conv '
           f'and the classifier): {self.depth} is not. Nearest valid depths: {6 * n + 2} and '
           f'{6 * (n + 1) + 2} (e.g. 20, 32, 44, 56, 110, 1202).')
-    layers.survival_probs(1, self.survival_prob_last)  # validates the range
+    check_survival_prob(self.survival_prob_last, self.residual)
     super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     n = (self.depth - 2) // 6
     probs = layers.survival_probs(3 * n, self.survival_prob_last)
-    x = nn.Conv(self.width, (3, 3), padding=1, use_bias=False, dtype=self.dtype,
-                kernel_init=layers.he_normal_fan_out, name='conv1')(x.astype(self.dtype))
+    x = conv(self.width, 3, name='conv1', dtype=self.dtype)(x.astype(self.dtype))
     x = nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name='bn1')(x, train))
     for stage in range(3):
       for i in range(n):
@@ -85,8 +234,80 @@ class CifarResNet(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
 
 
+class ResNet(nn.Module):
+  """ImageNet-style ResNet (v1 blocks): any depth of the paper's table, torchvision's defaults.
+
+  ``stem='cifar'`` replaces the 7x7/2 conv and max-pool by a 3x3 conv-BN-ReLU and uses three stages
+  (strides 1, 2, 2) of (depth-2)/9 bottlenecks: the CIFAR ResNeXt-29 of Xie et al.
+  """
+  depth: int = 50
+  num_classes: int = 1000
+  stem: str = 'imagenet'
+  block: Optional[str] = None  # None: basic below 50 layers, bottleneck from 50 (and on CIFAR)
+  base_width: int = 64  # stem filters and stage-1 planes; planes double at every stage
+  groups: int = 1
+  width_per_group: int = 64
+  stride_on_3x3: bool = True
+  shortcut: str = 'B'
+  residual: bool = True
+  survival_prob_last: float = 1.0
+  dtype: Any = jnp.float32
+  bn_group_size: Optional[int] = None
+
+  def __post_init__(self):
+    block, _ = stage_layout('ResNet', self.depth, self.stem, self.block)
+    check_choice('shortcut option', self.shortcut, SHORTCUTS)
+    for what in ('base_width', 'groups', 'width_per_group', 'num_classes'):
+      check_positive_int(what, getattr(self, what))
+    if block == 'basic' and (self.groups, self.width_per_group) != (1, 64):
+      raise ConfigError(f'groups and width_per_group widen the 3x3 of a bottleneck; a basic-block '
+                        f'ResNet (depth {self.depth}) needs groups=1 and width_per_group=64, got '
+                        f'{self.groups} and {self.width_per_group}.')
+    check_survival_prob(self.survival_prob_last, self.residual)
+    super().__post_init__()
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    block, stage_sizes = stage_layout('ResNet', self.depth, self.stem, self.block)
+    probs = iter(layers.survival_probs(sum(stage_sizes), self.survival_prob_last))
+    x = x.astype(self.dtype)
+    if self.stem == 'imagenet':
+      x = conv(self.base_width, 7, 2, name='conv1', dtype=self.dtype)(x)
+    else:
+      x = conv(self.base_width, 3, name='conv1', dtype=self.dtype)(x)
+    x = nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name='bn1')(x, train))
+    if self.stem == 'imagenet':
+      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+    common = dict(residual=self.residual, shortcut=self.shortcut, dtype=self.dtype,
+                  bn_group_size=self.bn_group_size)
+    for stage, count in enumerate(stage_sizes):
+      planes = self.base_width * 2 ** stage
+      for i in range(count):
+        stride = 2 if stage and i == 0 else 1
+        name = f'stage{stage + 1}_block{i + 1}'
+        if block == 'basic':
+          unit = BasicBlock(planes, stride, survival_prob=next(probs), name=name, **common)
+        else:
+          unit = Bottleneck(planes, stride, groups=self.groups, width_per_group=self.width_per_group,
+                            stride_on_3x3=self.stride_on_3x3, survival_prob=next(probs), name=name,
+                            **common)
+        x = unit(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
+
+
 for _depth in (20, 32, 44, 56, 110, 1202):
   register(f'resnet{_depth}_cifar', CifarResNet, depth=_depth)
 for _depth in (20, 32, 44, 56, 110):
   register(f'plain{_depth}_cifar', CifarResNet, depth=_depth, residual=False)
 register('resnet_cifar', CifarResNet)
+
+register('resnet', ResNet)
+for _depth in IMAGENET_LAYOUTS:
+  register(f'resnet{_depth}', ResNet, depth=_depth)
+  register(f'plain{_depth}', ResNet, depth=_depth, residual=False)
+  if IMAGENET_LAYOUTS[_depth][0] == 'bottleneck':
+    register(f'resnet{_depth}_v1', ResNet, depth=_depth, stride_on_3x3=False)
+# The shortcut ablation of the paper (Table 3, on ResNet-34); B is resnet34 itself.
+register('resnet34_a', ResNet, depth=34, shortcut='A')
+register('resnet34_c', ResNet, depth=34, shortcut='C')

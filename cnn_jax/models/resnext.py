@@ -1,1 +1,23 @@
-"""(being written)"""
+"""ResNeXt (Xie et al. 2016): ResNet bottlenecks whose 3x3 is a grouped conv of ``C`` groups.
+
+A ResNeXt is :class:`cnn_jax.models.resnet.ResNet` with ``groups`` = cardinality C and
+``width_per_group`` = d: the inner width of a stage-s block is ``64 * 2**s * d / 64 * C`` (stage 1 of
+32x4d: 128), stride on the 3x3, projection shortcuts where the shape changes (option B). The
+ImageNet counts equal torchvision's (resnext50_32x4d 25,028,904).
+
+CIFAR ResNeXt-29 (``stem='cifar'``): 3x3 conv 64-BN-ReLU, three stages of three blocks with outputs
+256/512/1024 and inner widths C*d, 2C*d, 4C*d; 8x64d has 34.4M parameters, 16x64d 68.1M.
+"""
+from __future__ import annotations
+
+from cnn_jax.models import register
+from cnn_jax.models.resnet import ResNet
+
+register('resnext', ResNet, depth=50, groups=32, width_per_group=4)
+for _depth in (50, 101):
+  for _groups, _width in ((32, 4), (32, 8), (64, 4)):
+    register(f'resnext{_depth}_{_groups}x{_width}d', ResNet, depth=_depth, groups=_groups,
+             width_per_group=_width)
+for _groups in (8, 16):
+  register(f'resnext29_{_groups}x64d', ResNet, stem='cifar', depth=29, groups=_groups,
+           width_per_group=64, num_classes=10)

@@ -1,0 +1,303 @@
+"""Per-layer inspector: output shape, parameters, activations and multiply-adds of a registered model.
+
+  python -m cnn_jax.summary --model=alexnet [--input_shape=227,227,3] [--num_classes=N] [--json]
+
+Nothing is allocated: the model is initialised and run under ``jax.eval_shape`` (VGG-19's 144M
+parameters cost nothing) while a Flax method interceptor records every module call. A row is a
+module that calls no other module (Conv, Dense, BatchNorm, LRN, ...) or a max/avg pool called from
+``flax.linen`` by a composite module; modules that hand back their input unchanged (Dropout at
+evaluation, an adaptive pool already at its size) are left out. See docs/summary.md for how each
+column is counted.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import json
+import math
+import sys
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from cnn_jax import ConfigError
+from cnn_jax import models
+
+_POOLS = ('max_pool', 'avg_pool')
+
+
+def default_input_shape(model_name: str) -> tuple[int, int, int]:
+  """The input (H, W, C) a registered model was published with.
+
+  A model class may declare it as a ``default_input_shape`` class attribute. Otherwise: 19x19x48 for
+  AlphaGo, 32x32x1 for LeNet, 32x32x3 for CIFAR models (a name with 'cifar', ``stem='cifar'``, or a
+  registered default of 10 or 100 classes), 227x227x3 for the original AlexNet (the size its
+  arithmetic needs), 224x224x3 for the rest (ImageNet).
+  """
+  model = models.get_model(model_name)   # the registered defaults, not the user's overrides
+  declared = getattr(type(model), 'default_input_shape', None)
+  if declared is not None:
+    return tuple(declared)
+  if model_name.startswith('alphago'):
+    return (19, 19, 48)
+  if model_name.startswith('lenet'):
+    return (32, 32, 1)
+  if ('cifar' in model_name or getattr(model, 'stem', None) == 'cifar'
+      or getattr(model, 'num_classes', None) in (10, 100)):
+    return (32, 32, 3)
+  if model_name == 'alexnet':
+    return (227, 227, 3)
+  return (224, 224, 3)
+
+
+@dataclasses.dataclass
+class _Frame:
+  module: nn.Module
+  first_row: int
+  has_children: bool = False
+  pool_counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+def _per_example(shape: Sequence[int]) -> int:
+  return math.prod(shape[1:])
+
+
+def _size(tree: Any) -> int:
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
+
+
+def _arrays(tree: Any) -> list[Any]:
+  return [leaf for leaf in jax.tree.leaves(tree) if hasattr(leaf, 'shape')]
+
+
+class _Recorder:
+  """Collects one row per leaf module call and per pool call of a composite module."""
+
+  def __init__(self):
+    self.rows: list[dict[str, Any]] = []
+    self.stack: list[_Frame] = []
+    self.counted_paths: set[tuple[str, ...]] = set()   # leaf modules whose params are in a row
+
+  def intercept(self, next_fun: Callable[..., Any], args: tuple, kwargs: dict,
+                context: nn.module.InterceptorContext) -> Any:
+    if context.method_name != '__call__':
+      return next_fun(*args, **kwargs)
+    if self.stack:
+      self.stack[-1].has_children = True
+    frame = _Frame(context.module, first_row=len(self.rows))
+    self.stack.append(frame)
+    try:
+      out = next_fun(*args, **kwargs)
+    finally:
+      self.stack.pop()
+    if not frame.has_children:
+      del self.rows[frame.first_row:]   # pools inside a leaf module belong to its row
+      self._record_module(context.module, args, out)
+    return out
+
+  def _record_module(self, module: nn.Module, args: tuple, out: Any) -> None:
+    path = tuple(module.path)
+    params = module.variables.get('params', {}) if module.scope is not None else {}
+    inputs = _arrays(args)
+    if not params and inputs and out is inputs[0]:
+      return   # an identity at this point (Dropout at evaluation, a no-op pool)
+    outputs = _arrays(out)
+    activations = sum(_per_example(o.shape) for o in outputs)
+    # A weight tensor of W elements producing C output channels does W / C multiply-adds per output
+    # element: kh*kw*in/groups for a (grouped) convolution, in for a dense layer. Biases and
+    # normalisation scales (not named 'kernel') are additions and cost nothing here.
+    kernels = [leaf for keys, leaf in flax.traverse_util.flatten_dict(dict(params)).items()
+               if keys[-1] == 'kernel' and leaf.ndim >= 2]
+    macs = 0
+    if kernels and outputs:
+      out_channels = outputs[0].shape[-1]
+      macs = sum(_per_example(o.shape) for o in outputs) * sum(k.size for k in kernels) // out_channels
+    shared = path in self.counted_paths   # a module called twice has its parameters once
+    self.counted_paths.add(path)
+    self.rows.append({
+        'name': '/'.join(path) or type(module).__name__,
+        'type': type(module).__name__,
+        'output_shape': [list(o.shape[1:]) for o in outputs] if len(outputs) > 1
+                        else list(outputs[0].shape[1:]) if outputs else [],
+        'params': 0 if shared else _size(params),
+        'activations': activations,
+        'macs': int(macs),
+    })
+
+  def record_pool(self, kind: str, inputs: jax.Array, out: jax.Array) -> None:
+    if not self.stack:
+      return
+    frame = self.stack[-1]
+    frame.pool_counts[kind] = frame.pool_counts.get(kind, 0) + 1
+    parent = '/'.join(frame.module.path)
+    name = f'{kind}{frame.pool_counts[kind]}'
+    self.rows.append({
+        'name': f'{parent}/{name}' if parent else name,
+        'type': kind,
+        'output_shape': list(out.shape[1:]),
+        'params': 0,
+        'activations': _per_example(out.shape),
+        'macs': 0,
+    })
+
+
+@contextlib.contextmanager
+def _recording_pools(recorder: _Recorder) -> Iterator[None]:
+  """Temporarily wraps ``flax.linen``'s pooling functions so that their calls become rows."""
+  namespaces = (nn, nn.pooling)
+  originals = [(space, kind, getattr(space, kind)) for space in namespaces for kind in _POOLS]
+
+  def recording(kind: str, pool: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
+    @functools.wraps(pool)
+    def wrapper(inputs, *args, **kwargs):
+      out = pool(inputs, *args, **kwargs)
+      recorder.record_pool(kind, inputs, out)
+      return out
+    return wrapper
+
+  wrappers = {kind: recording(kind, getattr(nn.pooling, kind)) for kind in _POOLS}
+  try:
+    for space, kind, _ in originals:
+      setattr(space, kind, wrappers[kind])
+    yield
+  finally:
+    for space, kind, original in originals:
+      setattr(space, kind, original)
+
+
+def _unattributed_rows(params: Any, counted: set[tuple[str, ...]]) -> list[dict[str, Any]]:
+  """Rows for parameters no recorded call owns: modules that did not run in this mode (GoogLeNet's
+  auxiliary heads at evaluation) or parameters a composite module created itself."""
+  owners: dict[tuple[str, ...], int] = {}
+  for keys, leaf in flax.traverse_util.flatten_dict(dict(params)).items():
+    if not any(keys[:i] in counted for i in range(len(keys))):
+      owners[keys[:-1]] = owners.get(keys[:-1], 0) + math.prod(leaf.shape)
+  return [{'name': '/'.join(path) or '(model)', 'type': 'not run', 'output_shape': [],
+           'params': count, 'activations': 0, 'macs': 0} for path, count in owners.items()]
+
+
+def summarize(model_name: str, input_shape: Optional[Sequence[int]] = None,
+              num_classes: Optional[int] = None, train: bool = False,
+              **model_kwargs: Any) -> dict[str, Any]:
+  """Per-layer table of ``model_name`` for one example of ``input_shape`` (H, W, C).
+
+  Returns ``{'model', 'input_shape', 'mode', 'output_shape', 'layers': [row, ...], 'totals'}`` with
+  rows ``{'name', 'type', 'output_shape', 'params', 'activations', 'macs'}`` and totals
+  ``{'params', 'macs', 'activations'}``, each the sum of its column. ``train=True`` traces the
+  training forward pass (auxiliary heads, dropout). Raises :class:`ConfigError` for unknown names
+  or arguments.
+  """
+  if num_classes is not None:
+    model_kwargs['num_classes'] = num_classes
+  model = models.get_model(model_name, **model_kwargs)
+  shape = tuple(input_shape) if input_shape else default_input_shape(model_name)
+  if len(shape) != 3 or any(int(d) < 1 for d in shape):
+    raise ConfigError(f'input_shape must be three positive sizes H,W,C, got {",".join(map(str, shape))}.')
+  shape = tuple(int(d) for d in shape)
+  batch = model_kwargs.get('bn_group_size') or 1   # BatchNorm groups must divide the batch
+  images = jax.ShapeDtypeStruct((batch,) + shape, jnp.float32)
+  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
+
+  variables = jax.eval_shape(lambda x: model.init(rngs, x, train=train), images)
+
+  def forward(variables, x):
+    return model.apply(variables, x, train=train, rngs={'dropout': rngs['dropout']},
+                       mutable=True if train else False)
+
+  recorder = _Recorder()
+  with nn.intercept_methods(recorder.intercept), _recording_pools(recorder):
+    output = jax.eval_shape(forward, variables, images)
+  if train:
+    output = output[0]   # drop the updated collections
+
+  rows = [{'name': 'input', 'type': 'input', 'output_shape': list(shape), 'params': 0,
+           'activations': math.prod(shape), 'macs': 0}]
+  rows += recorder.rows
+  rows += _unattributed_rows(variables.get('params', {}), recorder.counted_paths)
+  totals = {key: sum(row[key] for row in rows) for key in ('params', 'macs', 'activations')}
+  if totals['params'] != _size(variables.get('params', {})):
+    raise AssertionError(f'summary of {model_name} attributes {totals["params"]} of '
+                         f'{_size(variables.get("params", {}))} parameters')
+  return {
+      'model': model_name,
+      'input_shape': list(shape),
+      'mode': 'train' if train else 'eval',
+      'output_shape': jax.tree.map(lambda o: list(o.shape[1:]), output),
+      'layers': rows,
+      'totals': totals,
+  }
+
+
+def _shape_text(shape: list[Any]) -> str:
+  if shape and isinstance(shape[0], list):
+    return ', '.join(_shape_text(s) for s in shape)
+  return 'x'.join(map(str, shape)) if shape else '-'
+
+
+def _output_text(shapes: Any) -> str:
+  if isinstance(shapes, (list, tuple)) and shapes and isinstance(shapes[0], (list, tuple)):
+    return '(' + ', '.join(_output_text(s) for s in shapes) + ')'
+  return _shape_text(list(shapes))
+
+
+def format_table(summary: dict[str, Any]) -> str:
+  """The summary as an aligned text table with a totals line."""
+  rows = summary['layers']
+  name_width = max(len('layer'), *(len(r['name']) for r in rows))
+  type_width = max(len('type'), *(len(r['type']) for r in rows))
+  shape_width = max(len('output'), *(len(_shape_text(r['output_shape'])) for r in rows))
+  line = (f'{{:<{name_width}}}  {{:<{type_width}}}  {{:<{shape_width}}}  {{:>13}}  {{:>13}}  '
+          f'{{:>16}}')
+  totals = summary['totals']
+  text = [f'{summary["model"]}: input {_shape_text(summary["input_shape"])}, {summary["mode"]} mode, '
+          f'output {_output_text(summary["output_shape"])}',
+          line.format('layer', 'type', 'output', 'params', 'activations', 'MACs')]
+  for r in rows:
+    text.append(line.format(r['name'], r['type'], _shape_text(r['output_shape']),
+                            f'{r["params"]:,}', f'{r["activations"]:,}', f'{r["macs"]:,}'))
+  text.append(line.format('total', '', '', f'{totals["params"]:,}', f'{totals["activations"]:,}',
+                          f'{totals["macs"]:,}'))
+  text.append(f'{totals["params"] / 1e6:.2f}M parameters, {totals["macs"] / 1e9:.3f} GMACs, '
+              f'{totals["activations"] / 1e6:.2f}M activations per example '
+              f'({totals["activations"] * 4 / 2**20:.1f} MiB in float32)')
+  return '\n'.join(text)
+
+
+def parse_input_shape(text: str) -> tuple[int, ...]:
+  """'227,227,3' or '227x227x3' -> (227, 227, 3)."""
+  try:
+    return tuple(int(d) for d in text.replace('x', ',').split(','))
+  except ValueError:
+    raise ConfigError(f'--input_shape must look like 224,224,3 (H,W,C), got {text!r}.') from None
+
+
+def main(argv: Sequence[str]) -> None:
+  from absl import flags, logging
+  logging.set_verbosity(logging.WARNING)   # JAX logs its backend search at INFO
+  args = flags.FLAGS
+  try:
+    if len(argv) > 1:
+      raise ConfigError(f'unexpected arguments {" ".join(argv[1:])}; use --model=NAME.')
+    summary = summarize(args.model,
+                        parse_input_shape(args.input_shape) if args.input_shape else None,
+                        args.num_classes, train=args.train)
+  except ConfigError as error:
+    print(f'error: {error}', file=sys.stderr)
+    sys.exit(1)
+  print(json.dumps(summary) if args.json else format_table(summary))
+
+
+if __name__ == '__main__':
+  from absl import app, flags
+  # Flags are defined only when run as a program, so importing this module next to a trainer that
+  # has its own --model flag does not clash.
+  flags.DEFINE_string('model', None, 'registered model name', required=True)
+  flags.DEFINE_string('input_shape', None, 'H,W,C of one example (default: the model\'s own)')
+  flags.DEFINE_integer('num_classes', None, 'number of classes (default: the model\'s own)')
+  flags.DEFINE_bool('json', False, 'print one JSON object instead of a table')
+  flags.DEFINE_bool('train', False, 'trace the training forward pass (auxiliary heads, dropout)')
+  app.run(main)

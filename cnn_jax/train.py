@@ -1,0 +1,235 @@
+"""The train loop: state, one jitted train step, one jitted eval step, and the loop around them.
+
+It knows no model or data set by name: the registry builds the model, the pipeline the batches, and
+:mod:`cnn_jax.parallel` decides how arrays are laid out over devices.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from cnn_jax import checkpoint, models, optim, parallel, reporting
+from cnn_jax.data import pipeline
+
+
+# ---------------------------------------------------------------------------------------------
+# State
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array  # raw uint32 key; the step's dropout key is fold_in(rng, step)
+
+
+def _zero_metrics(names: tuple[str, ...]) -> dict[str, jax.Array]:
+  return {name: jnp.zeros((), jnp.float32) for name in names}
+
+
+TRAIN_SUMS = ('loss', 'correct', 'count')
+EVAL_SUMS = ('loss', 'correct', 'correct_top5', 'count')
+
+
+# ---------------------------------------------------------------------------------------------
+# Setup: everything a user can get wrong is checked here, before anything compiles.
+
+
+@flax.struct.dataclass
+class Setup:
+  model: nn.Module = flax.struct.field(pytree_node=False)
+  tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+  schedule: Callable[[int], Any] = flax.struct.field(pytree_node=False)
+  info: pipeline.DatasetInfo = flax.struct.field(pytree_node=False)
+  mesh: Any = flax.struct.field(pytree_node=False)
+  local_batch: int = flax.struct.field(pytree_node=False)
+  steps_per_epoch: int = flax.struct.field(pytree_node=False)
+  total_steps: int = flax.struct.field(pytree_node=False)
+
+
+def build(config: ml_collections.ConfigDict) -> Setup:
+  """Validates the config and builds model, optimiser and data facts; raises ConfigError."""
+  mesh = parallel.make_mesh()
+  local_batch = parallel.local_batch_size(config.batch_size, mesh)
+  info = pipeline.dataset_info(config.data)
+  model_kwargs = dict(config.model)
+  name = model_kwargs.pop('name')
+  model_kwargs.setdefault('num_classes', info.num_classes)
+  model = models.get_model(name, **model_kwargs)
+  steps_per_epoch = info.num_train // config.batch_size
+  if steps_per_epoch == 0:
+    raise pipeline.ConfigError(f'batch size {config.batch_size} is larger than the {info.num_train} '
+                               f'training examples of {config.data.name!r}.')
+  total_steps = config.num_train_steps or int(config.num_epochs * steps_per_epoch)
+  schedule = optim.make_schedule(config, steps_per_epoch, total_steps)
+  tx = optim.make_optimizer(config, schedule)
+  return Setup(model, tx, schedule, info, mesh, local_batch, steps_per_epoch, total_steps)
+
+
+def init_state(setup: Setup, seed: int) -> TrainState:
+  """Initialises the state directly in its replicated layout."""
+  def init(rng):
+    params_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
+    dummy = jnp.zeros((1,) + setup.info.image_shape, jnp.float32)
+    variables = setup.model.init({'params': params_rng, 'dropout': dropout_rng}, dummy, train=False)
+    params = variables['params']
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      batch_stats=variables.get('batch_stats', {}),
+                      opt_state=setup.tx.init(params), rng=state_rng)
+  return jax.jit(init, out_shardings=parallel.replicated(setup.mesh))(jax.random.PRNGKey(seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps
+
+
+def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing) \
+      if label_smoothing else jax.nn.one_hot(labels, logits.shape[-1])
+  return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
+
+
+def make_train_step(setup: Setup, config: ml_collections.ConfigDict):
+  """Returns the jitted ``(state, sums, batch) -> (state, sums)``; state and sums are donated."""
+  aux_weight = config.loss.aux_weight
+  smoothing = config.loss.label_smoothing
+
+  def train_step(state: TrainState, sums: dict, batch: dict):
+    dropout_rng = jax.random.fold_in(state.rng, state.step)
+
+    def loss_fn(params):
+      outputs, new_vars = setup.model.apply(
+          {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+          mutable=['batch_stats'], rngs={'dropout': dropout_rng})
+      logits, aux_logits = outputs if isinstance(outputs, tuple) else (outputs, ())
+      main_loss = cross_entropy(logits, batch['label'], smoothing).mean()
+      # Auxiliary classifiers (GoogLeNet) add their weighted losses during training only.
+      aux_loss = sum(cross_entropy(a, batch['label'], smoothing).mean() for a in aux_logits)
+      return main_loss + aux_weight * aux_loss, (main_loss, logits, new_vars.get('batch_stats', {}))
+
+    grads, (main_loss, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    n = jnp.asarray(logits.shape[0], jnp.float32)
+    sums = {'loss': sums['loss'] + main_loss * n,
+            'correct': sums['correct'] + jnp.sum(jnp.argmax(logits, -1) == batch['label']),
+            'count': sums['count'] + n}
+    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                         opt_state=opt_state), sums
+
+  repl, data = parallel.replicated(setup.mesh), parallel.batch_sharded(setup.mesh)
+  return jax.jit(train_step, in_shardings=(repl, repl, data), out_shardings=(repl, repl),
+                 donate_argnums=(0, 1))
+
+
+def make_eval_step(setup: Setup):
+  """Returns the jitted ``(state, sums, batch) -> sums``; padded examples (mask 0) count nothing."""
+  top_k = min(5, setup.info.num_classes)
+
+  def eval_step(state: TrainState, sums: dict, batch: dict):
+    logits = setup.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
+                               batch['image'], train=False)
+    mask, labels = batch['mask'], batch['label']
+    loss = cross_entropy(logits, labels)
+    in_top_k = jnp.any(jax.lax.top_k(logits, top_k)[1] == labels[:, None], axis=-1)
+    return {'loss': sums['loss'] + jnp.sum(loss * mask),
+            'correct': sums['correct'] + jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
+            'correct_top5': sums['correct_top5'] + jnp.sum(in_top_k * mask),
+            'count': sums['count'] + jnp.sum(mask)}
+
+  repl, data = parallel.replicated(setup.mesh), parallel.batch_sharded(setup.mesh)
+  return jax.jit(eval_step, in_shardings=(repl, repl, data), out_shardings=repl, donate_argnums=(1,))
+
+
+def evaluate(setup: Setup, config: ml_collections.ConfigDict, eval_step, state: TrainState) -> dict:
+  sums = parallel.replicate(_zero_metrics(EVAL_SUMS), setup.mesh)
+  for local in pipeline.eval_batches(config.data, local_batch=setup.local_batch,
+                                     process_index=jax.process_index(),
+                                     process_count=jax.process_count()):
+    sums = eval_step(state, sums, parallel.global_batch(local, setup.mesh))
+  sums = jax.device_get(sums)
+  count = sums['count']
+  return {'loss': sums['loss'] / count, 'accuracy': sums['correct'] / count,
+          'top5_accuracy': sums['correct_top5'] / count, 'num_examples': count}
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+
+def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the final eval."""
+  setup = build(config)
+  save_config(config, workdir)
+  state = init_state(setup, config.seed)
+  manager = checkpoint.make_manager(workdir, config)
+  restored = checkpoint.restore_latest(manager, state)
+  reporter = reporting.Reporter(workdir, setup.total_steps, setup.steps_per_epoch)
+  if restored is not None:
+    state = restored
+    reporter.message(f'resumed from step {int(state.step)} in {workdir}')
+  step = int(state.step)
+  logging.info('%s: %d steps (%d per epoch), global batch %d over %d devices',
+               config.model.name, setup.total_steps, setup.steps_per_epoch, config.batch_size,
+               setup.mesh.devices.size)
+
+  train_step, eval_step = make_train_step(setup, config), make_eval_step(setup)
+  batches = pipeline.train_batches(
+      config.data, seed=config.seed, local_batch=setup.local_batch,
+      steps_per_epoch=setup.steps_per_epoch, start_step=step,
+      process_index=jax.process_index(), process_count=jax.process_count())
+  eval_every = max(1, int(config.eval_every_epochs * setup.steps_per_epoch))
+  sums = parallel.replicate(_zero_metrics(TRAIN_SUMS), setup.mesh)
+  eval_metrics: dict = {}
+  reporter.start(step)
+  last_log_time, last_log_step = time.time(), step
+  while step < setup.total_steps:
+    state, sums = train_step(state, sums, parallel.global_batch(next(batches), setup.mesh))
+    step += 1
+    if step % config.log_every_steps == 0 or step == setup.total_steps:
+      host = jax.device_get(sums)  # the only host sync of the training phase
+      now = time.time()
+      metrics = {'loss': host['loss'] / host['count'], 'accuracy': host['correct'] / host['count'],
+                 'learning_rate': float(setup.schedule(step - 1)),
+                 'images_per_sec': (step - last_log_step) * config.batch_size / (now - last_log_time)}
+      reporter.write(step, 'train', metrics)
+      reporter.progress(step, metrics)
+      sums = parallel.replicate(_zero_metrics(TRAIN_SUMS), setup.mesh)
+      last_log_time, last_log_step = time.time(), step
+    if step % eval_every == 0 or step == setup.total_steps:
+      eval_metrics = evaluate(setup, config, eval_step, state)
+      reporter.write(step, 'eval', eval_metrics)
+      reporter.message(f'eval step {step} epoch {step / setup.steps_per_epoch:.1f}: '
+                       f'loss {eval_metrics["loss"]:.4f} top-1 {eval_metrics["accuracy"]:.4f} '
+                       f'top-5 {eval_metrics["top5_accuracy"]:.4f} '
+                       f'({int(eval_metrics["num_examples"])} examples)')
+      last_log_time = time.time()  # evaluation time is not training throughput
+    checkpoint.save(manager, step, state, force=step == setup.total_steps)
+  if not eval_metrics:  # resumed at the end: report the result again
+    eval_metrics = evaluate(setup, config, eval_step, state)
+  manager.wait_until_finished()
+  manager.close()
+  reporter.message(f'final eval accuracy: {eval_metrics["accuracy"]:.4f} '
+                   f'(top-5 {eval_metrics["top5_accuracy"]:.4f}, step {step})')
+  reporter.close()
+  return eval_metrics

@@ -1,0 +1,62 @@
+"""LeNet-5 on digits: the quick start, end to end on real data with no network.
+
+  python -m cnn_jax.main --workdir=/tmp/cnn_jax/default
+
+Expected: about 98-99% test accuracy on the 360 test digits, in under a minute on 2 CPU cores.
+Every other config starts from this one and overrides what its paper changes.
+"""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = 'digits'           # digits, mnist, cifar10, cifar100, imagenette, imagenet2012
+  config.data.data_dir = None           # tfds data dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.data.manual_dir = None         # for data sets tfds cannot download (imagenet2012)
+  config.data.download = True
+  config.data.train_ops = 'resize(32) | pad_random_crop(2) | normalize(mean=0.3, std=0.4)'
+  config.data.eval_ops = 'resize(32) | normalize(mean=0.3, std=0.4)'
+  config.data.shuffle_buffer = 50_000
+  config.data.cache = True              # keep decoded examples in memory (small data sets)
+  config.data.prefetch = 0              # batches to prefetch; 0 = autotune
+
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'lenet5'          # any name in cnn_jax.models.names(); other fields go to it
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.label_smoothing = 0.0
+  config.loss.aux_weight = 0.3          # auxiliary classifiers (GoogLeNet), training only
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.name = 'sgd'         # sgd, adam, adamw
+  config.optimizer.learning_rate = 0.05
+  config.optimizer.momentum = 0.9
+  config.optimizer.nesterov = True
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.999
+  config.optimizer.eps = 1e-8
+  config.optimizer.weight_decay = 5e-4
+  config.optimizer.weight_decay_mode = 'coupled'  # coupled (L2 in the gradient) or decoupled
+  config.optimizer.decay_all_params = False       # False: no decay on biases and BatchNorm
+
+  config.schedule = ml_collections.ConfigDict()
+  config.schedule.name = 'cosine'       # constant, piecewise, cosine
+  config.schedule.unit = 'epochs'       # unit of warmup and boundaries: epochs or steps
+  config.schedule.warmup = 1
+  config.schedule.warmup_lr = None      # warm-up start (linear) or level (constant); None = 0
+  config.schedule.warmup_shape = 'linear'  # linear or constant
+  config.schedule.boundaries = ()       # piecewise: where the rate is multiplied by decay_factor
+  config.schedule.decay_factor = 0.1
+  config.schedule.final_fraction = 0.0  # cosine: final rate as a fraction of the base rate
+
+  config.batch_size = 64                # global, over all devices of all hosts
+  config.num_epochs = 30
+  config.num_train_steps = 0            # > 0 overrides num_epochs
+  config.log_every_steps = 20
+  config.eval_every_epochs = 5
+  config.checkpoint_every_steps = 200
+  config.keep_checkpoints = 2
+  return config

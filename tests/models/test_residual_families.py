@@ -1,0 +1,330 @@
+"""ResNet (CIFAR and ImageNet), pre-activation ResNet, Wide ResNet, ResNeXt and DenseNet.
+
+Parameter counts and shapes are taken from ``jax.eval_shape`` of ``init_with_output`` (nothing is
+allocated, so the 100M-parameter nets are cheap); behaviour tests run tiny instances.
+"""
+from __future__ import annotations
+
+import functools
+import re
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cnn_jax import ConfigError
+from cnn_jax.models import _REGISTRY, get_model, layers, names
+from cnn_jax.models.densenet import DenseNet
+from cnn_jax.models.preact_resnet import PreActResNet
+from cnn_jax.models.resnet import CifarResNet, ResNet
+from cnn_jax.models.wide_resnet import WideResNet
+
+FAMILY_MODULES = {'cnn_jax.models.' + m for m in ('resnet', 'preact_resnet', 'wide_resnet', 'resnext', 'densenet')}
+
+
+def _factory_class(name: str) -> type:
+  factory = _REGISTRY[name]
+  return factory.func if isinstance(factory, functools.partial) else factory
+
+
+FAMILY_NAMES = [n for n in names() if _factory_class(n).__module__ in FAMILY_MODULES]
+
+
+def _input_size(model: nn.Module) -> int:
+  return 32 if getattr(model, 'stem', 'cifar') == 'cifar' or isinstance(model, CifarResNet) else 224
+
+
+@functools.lru_cache(maxsize=None)
+def abstract_init(name: str, size: int | None = None, **kwargs):
+  """(logits, variables, intermediates) as ShapeDtypeStructs, for a batch of 2 images."""
+  model = get_model(name, **kwargs)
+  size = size or _input_size(model)
+
+  def init():
+    return model.init_with_output({'params': jax.random.key(0)}, jnp.zeros((2, size, size, 3)),
+                                  train=False, capture_intermediates=True)
+
+  logits, variables = jax.eval_shape(init)
+  return logits, variables, variables['intermediates']
+
+
+def param_count(name: str) -> int:
+  return sum(leaf.size for leaf in jax.tree.leaves(abstract_init(name)[1]['params']))
+
+
+# ----------------------------------------------------------------------------- parameter counts
+
+TORCHVISION_COUNTS = {
+    'resnet18': 11_689_512, 'resnet34': 21_797_672, 'resnet50': 25_557_032,
+    'resnet101': 44_549_160, 'resnet152': 60_192_808,
+    'resnet50_v1': 25_557_032,  # v1 moves a stride, not a weight
+    'wide_resnet50_2': 68_883_240, 'wide_resnet101_2': 126_886_696,
+    'resnext50_32x4d': 25_028_904, 'resnext101_32x8d': 88_791_336, 'resnext101_64x4d': 83_455_272,
+    'densenet121': 7_978_856, 'densenet169': 14_149_480, 'densenet201': 20_013_928,
+}
+
+# Published counts in millions, as printed (the papers round to 2-3 significant digits).
+PAPER_COUNTS_M = {
+    'resnet20_cifar': 0.27, 'resnet110_cifar': 1.7, 'resnet1202_cifar': 19.4,
+    'preact_resnet164': 1.7, 'preact_resnet110': 1.7,
+    'wrn28_10': 36.5, 'wrn16_8': 11.0, 'wrn40_4': 8.9,
+    'resnext29_8x64d': 34.4, 'resnext29_16x64d': 68.1,
+    'densenet264': 33.3, 'densenet_bc100_12': 0.8, 'densenet_bc250_24': 15.3, 'densenet_bc190_40': 25.6,
+    'densenet40_12': 1.0, 'densenet100_12': 7.0, 'densenet100_24': 27.2,
+}
+
+
+@pytest.mark.parametrize('name', sorted(TORCHVISION_COUNTS))
+def test_param_count_equals_torchvision(name):
+  assert param_count(name) == TORCHVISION_COUNTS[name]
+
+
+def _matches_published(count: int, published_m: float) -> bool:
+  """Within 1%, or equal to the published figure at its printed precision (0.769M prints as 0.8M)."""
+  decimals = len(repr(published_m).split('.')[1])
+  return abs(count / 1e6 - published_m) <= 0.01 * published_m or round(count / 1e6, decimals) == published_m
+
+
+@pytest.mark.parametrize('name', sorted(PAPER_COUNTS_M))
+def test_param_count_matches_paper(name):
+  assert _matches_published(param_count(name), PAPER_COUNTS_M[name]), param_count(name)
+
+
+def test_preact_resnet1001_paper_count_is_its_weights():
+  # The paper's 10.2M is the conv and fc weights; BatchNorm's scale and bias add 0.14M.
+  params = abstract_init('preact_resnet1001')[1]['params']
+  flat = jax.tree_util.tree_flatten_with_path(params)[0]
+  weights = sum(leaf.size for path, leaf in flat if path[-1].key in ('kernel', 'bias') and
+                not any('bn' in str(p.key) for p in path))
+  assert abs(weights / 1e6 - 10.2) <= 0.01 * 10.2
+  assert abs(param_count('preact_resnet1001') / 1e6 - 10.33) < 0.01
+
+
+def test_preact_resnet110_has_the_original_resnet110_count():
+  assert param_count('preact_resnet110') == param_count('resnet110_cifar')
+
+
+def test_plain_twin_differs_from_residual_only_by_projections():
+  # Option-B projections: 1x1 conv + BN at the three stage transitions of ResNet-34.
+  projections = sum(c_in * c_out + 2 * c_out for c_in, c_out in ((64, 128), (128, 256), (256, 512)))
+  assert param_count('resnet34') - param_count('plain34') == projections
+  assert param_count('resnet34_a') == param_count('plain34')  # option A is parameter-free
+
+
+# ----------------------------------------------------------------------------- shapes
+
+
+@pytest.mark.parametrize('name', FAMILY_NAMES)
+def test_output_shape_of_every_registered_name(name):
+  logits, variables, _ = abstract_init(name)
+  num_classes = get_model(name).num_classes
+  assert logits.shape == (2, num_classes) and logits.dtype == jnp.float32
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables['params']))
+
+
+@pytest.mark.parametrize('name', ['resnet18', 'resnet50', 'preact_resnet34', 'resnext50_32x4d', 'densenet121'])
+@pytest.mark.parametrize('size', [97, 160])
+def test_any_input_size(name, size):
+  logits, _, _ = abstract_init(name, size, num_classes=7)
+  assert logits.shape == (2, 7)
+
+
+def _block_output(intermediates, module: str):
+  return intermediates[module]['__call__'][0].shape
+
+
+@pytest.mark.parametrize('name, expansion', [('resnet18', 1), ('resnet50', 4), ('resnet50_v1', 4),
+                                             ('resnext50_32x4d', 4), ('preact_resnet50', 4)])
+def test_imagenet_stage_shapes(name, expansion):
+  _, _, inter = abstract_init(name)
+  assert _block_output(inter, 'conv1') == (2, 112, 112, 64)
+  last = {1: 2, 2: 2, 3: 2, 4: 2} if name == 'resnet18' else {1: 3, 2: 4, 3: 6, 4: 3}
+  for stage, (size, planes) in enumerate(((56, 64), (28, 128), (14, 256), (7, 512)), start=1):
+    assert _block_output(inter, f'stage{stage}_block{last[stage]}') == (2, size, size, planes * expansion)
+
+
+def test_v1_strides_the_first_1x1_and_v15_the_3x3():
+  conv_shape = lambda name, conv: _block_output(abstract_init(name)[2]['stage2_block1'], conv)[1]
+  assert (conv_shape('resnet50', 'conv1'), conv_shape('resnet50', 'conv2')) == (56, 28)
+  assert (conv_shape('resnet50_v1', 'conv1'), conv_shape('resnet50_v1', 'conv2')) == (28, 28)
+
+
+def test_resnext_uses_grouped_3x3():
+  params = abstract_init('resnext50_32x4d')[1]['params']
+  assert params['stage1_block1']['conv2']['kernel'].shape == (3, 3, 128 // 32, 128)
+  assert params['stage4_block1']['conv2']['kernel'].shape == (3, 3, 1024 // 32, 1024)
+
+
+def test_densenet121_concatenates_and_compresses():
+  _, _, inter = abstract_init('densenet121')
+  assert _block_output(inter, 'block1_layer6') == (2, 56, 56, 64 + 6 * 32)
+  assert _block_output(inter, 'transition1') == (2, 28, 28, 128)
+  assert _block_output(inter, 'block4_layer16') == (2, 7, 7, 512 + 16 * 32)
+
+
+# ----------------------------------------------------------------------------- stochastic depth
+
+# Tiny members of each residual family (all residual block types: v1 basic, v1 bottleneck with
+# groups, pre-activation basic and bottleneck, the wide unit), on 8x8 inputs.
+TINY = {
+    'cifar_resnet': (CifarResNet, dict(depth=14, width=4)),
+    'resnet_basic': (ResNet, dict(depth=18, base_width=4, num_classes=10)),
+    'resnext_cifar': (ResNet, dict(stem='cifar', depth=11, base_width=4, groups=2, width_per_group=8, num_classes=10)),
+    'preact_basic': (PreActResNet, dict(stem='cifar', depth=14, block='basic', base_width=4, num_classes=10)),
+    'preact_bottleneck': (PreActResNet, dict(depth=50, base_width=2, num_classes=10)),
+    'wrn': (WideResNet, dict(depth=16, widen_factor=1)),
+}
+IMAGES = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
+
+
+def _tiny(family: str, **kwargs) -> nn.Module:
+  cls, config = TINY[family]
+  return cls(**config, **kwargs)
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_variables(family: str):
+  return jax.jit(lambda: _tiny(family).init(jax.random.key(0), IMAGES, train=False))()
+
+
+def _block_index(path: str) -> tuple[int, int]:
+  stage, block = re.search(r'stage(\d+)_block(\d+)', path).groups()
+  return int(stage), int(block)
+
+
+@pytest.mark.parametrize('family', sorted(TINY))
+def test_survival_prob_one_is_the_net_without_stochastic_depth(family):
+  variables = _tiny_variables(family)
+  reference, _ = _tiny(family).apply(variables, IMAGES, train=True, mutable=['batch_stats'])
+  for seed in (0, 1):
+    out, _ = _tiny(family, survival_prob_last=1.0).apply(
+        variables, IMAGES, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(seed)})
+    np.testing.assert_array_equal(out, reference)
+  # Stochastic depth adds no parameters: the same variables drive the net with p_L < 1.
+  dropped, _ = _tiny(family, survival_prob_last=0.01).apply(
+      variables, IMAGES, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)})
+  assert not np.allclose(dropped, reference)
+
+
+@pytest.mark.parametrize('family', ['cifar_resnet', 'resnext_cifar', 'preact_basic', 'wrn'])
+def test_surviving_blocks_follow_the_linear_rule(family):
+  draws, last = 400, 0.5
+  model = _tiny(family, survival_prob_last=last)
+  variables = _tiny_variables(family)
+  is_sd = lambda module, _: isinstance(module, layers.StochasticDepth)
+
+  @jax.jit
+  def kept_per_block(keys):
+    def one(key):
+      _, state = model.apply(variables, IMAGES, train=True, rngs={'dropout': key},
+                             mutable=['batch_stats', 'intermediates'], capture_intermediates=is_sd)
+      flat = jax.tree_util.tree_flatten_with_path(state['intermediates'])[0]
+      return {jax.tree_util.keystr(path): jnp.any(leaf != 0) for path, leaf in flat}
+    return jax.vmap(one)(keys)
+
+  kept = kept_per_block(jax.random.split(jax.random.key(42), draws))
+  paths = sorted(kept, key=_block_index)
+  expected = np.array(layers.survival_probs(len(paths), last))
+  frequency = np.array([np.mean(kept[p]) for p in paths])
+  # Per block: binomial std <= 0.025 at 400 draws; total: std of the mean of sum ~ 0.06.
+  np.testing.assert_allclose(frequency, expected, atol=0.1)
+  assert abs(np.mean(sum(np.asarray(kept[p], np.float32) for p in paths)) - expected.sum()) < 0.25
+
+
+@pytest.mark.parametrize('family', sorted(TINY))
+def test_evaluation_is_deterministic_and_scales_branches(family):
+  last = 0.5
+  model = _tiny(family, survival_prob_last=last)
+  variables = _tiny_variables(family)
+  calls = []
+
+  def record(next_fun, args, kwargs, context):
+    out = next_fun(*args, **kwargs)
+    if isinstance(context.module, layers.StochasticDepth):
+      calls.append((context.module.path, context.module.survival_prob, args[0], out))
+    return out
+
+  with nn.intercept_methods(record):
+    out = model.apply(variables, IMAGES, train=False)
+  blocks = sorted(calls, key=lambda c: _block_index(str(c[0])))
+  expected = layers.survival_probs(len(blocks), last)
+  for (_, prob, branch, scaled), p in zip(blocks, expected):
+    assert prob == pytest.approx(p)
+    np.testing.assert_allclose(scaled, branch * p, rtol=1e-6)
+  again = model.apply(variables, IMAGES, train=False, rngs={'dropout': jax.random.key(7)})
+  np.testing.assert_array_equal(out, again)
+  assert not np.allclose(out, _tiny(family).apply(variables, IMAGES, train=False))
+
+
+# ----------------------------------------------------------------------------- other options
+
+
+def test_dropout_is_random_in_training_only():
+  model = WideResNet(depth=10, widen_factor=1, dropout_rate=0.3)
+  variables = jax.jit(lambda: model.init(jax.random.key(0), IMAGES, train=False))()
+  train = lambda seed: model.apply(variables, IMAGES, train=True, mutable=['batch_stats'],
+                                   rngs={'dropout': jax.random.key(seed)})[0]
+  assert not np.allclose(train(0), train(1))
+  np.testing.assert_array_equal(model.apply(variables, IMAGES, train=False),
+                                WideResNet(depth=10, widen_factor=1).apply(variables, IMAGES, train=False))
+
+
+def test_bfloat16_compute_and_bn_groups():
+  tiny = lambda group: ResNet(stem='cifar', depth=11, base_width=4, groups=2, width_per_group=8,
+                              num_classes=3, dtype=jnp.bfloat16, bn_group_size=group)
+  variables = jax.jit(lambda: tiny(1).init(jax.random.key(0), IMAGES, train=False))()
+  assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables['params']))
+
+  @functools.partial(jax.jit, static_argnums=0)
+  def train_logits(group, images):
+    return tiny(group).apply(variables, images, train=True, mutable=['batch_stats'])[0]
+
+  pair = train_logits(1, IMAGES)
+  assert pair.dtype == jnp.float32 and pair.shape == (2, 3)
+  # Groups of one image: each image is normalised with its own statistics, so its logits do not
+  # depend on the rest of the batch; with global statistics they do.
+  np.testing.assert_allclose(pair[0], train_logits(1, IMAGES[:1])[0], atol=0.05)
+  assert np.abs(train_logits(None, IMAGES)[0] - train_logits(None, IMAGES[:1])[0]).max() > 0.2
+
+
+# ----------------------------------------------------------------------------- invalid arguments
+
+INVALID = [
+    ('resnet', dict(depth=26), 'valid depths'),
+    ('resnet', dict(depth=18, block='bottleneck'), 'basic blocks'),
+    ('resnet', dict(shortcut='D'), 'shortcut option'),
+    ('resnet', dict(stem='mnist'), 'stem'),
+    ('resnet18', dict(groups=32), 'groups'),
+    ('resnext', dict(groups=0), 'positive integer'),
+    ('resnet50', dict(residual=False, survival_prob_last=0.5), 'plain net'),
+    ('resnet50', dict(survival_prob_last=0.0), '(0, 1]'),
+    ('resnet_cifar', dict(depth=21), '6n+2'),
+    ('resnext29_8x64d', dict(depth=30), '9n+2'),
+    ('preact_resnet_cifar', dict(depth=165), '9n+2'),
+    ('preact_resnet_cifar', dict(depth=111, block='basic'), '6n+2'),
+    ('preact_resnet', dict(depth=77), 'valid depths'),
+    ('preact_resnet', dict(survival_prob_last=1.5), '(0, 1]'),
+    ('wrn', dict(depth=27), '6n+4'),
+    ('wrn', dict(widen_factor=0), 'widen_factor'),
+    ('wrn', dict(dropout_rate=1.0), 'dropout_rate'),
+    ('densenet', dict(depth=122), 'valid depths'),
+    ('densenet', dict(bottleneck=False), 'DenseNet-BC'),
+    ('densenet_cifar', dict(depth=101), '6n+4'),
+    ('densenet_cifar', dict(depth=41, bottleneck=False), '3n+4'),
+    ('densenet_cifar', dict(compression=0.0), 'compression'),
+    ('densenet_cifar', dict(growth_rate=0), 'growth_rate'),
+]
+
+
+@pytest.mark.parametrize('name, kwargs, message', INVALID)
+def test_invalid_arguments_raise_config_error(name, kwargs, message):
+  with pytest.raises(ConfigError, match=re.escape(message)):
+    get_model(name, **kwargs)
+
+
+def test_valid_generic_depths_build():
+  assert get_model('wrn', depth=22, widen_factor=3).depth == 22
+  assert get_model('densenet_cifar', depth=40, bottleneck=False, compression=1.0).depth == 40
+  assert get_model('preact_resnet_cifar', depth=1001).depth == 1001
