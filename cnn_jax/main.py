@@ -31,8 +31,7 @@ def main(argv):
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except cnn_jax.ConfigError as e:
-    logging.error('%s', e)
-    sys.exit(f'error: {e}')
+    sys.exit(f'error: {e}')  # one line, no traceback: the message names the fix
 
 
 if __name__ == '__main__':

@@ -81,6 +81,7 @@ class _Recorder:
     self.rows: list[dict[str, Any]] = []
     self.stack: list[_Frame] = []
     self.counted_paths: set[tuple[str, ...]] = set()   # leaf modules whose params are in a row
+    self.called_paths: set[tuple[str, ...]] = set()    # every module that ran
 
   def intercept(self, next_fun: Callable[..., Any], args: tuple, kwargs: dict,
                 context: nn.module.InterceptorContext) -> Any:
@@ -89,6 +90,7 @@ class _Recorder:
     if self.stack:
       self.stack[-1].has_children = True
     frame = _Frame(context.module, first_row=len(self.rows))
+    self.called_paths.add(tuple(context.module.path))
     self.stack.append(frame)
     try:
       out = next_fun(*args, **kwargs)
@@ -114,8 +116,7 @@ class _Recorder:
                if keys[-1] == 'kernel' and leaf.ndim >= 2]
     macs = 0
     if kernels and outputs:
-      out_channels = outputs[0].shape[-1]
-      macs = sum(_per_example(o.shape) for o in outputs) * sum(k.size for k in kernels) // out_channels
+      macs = activations * sum(k.size for k in kernels) // outputs[0].shape[-1]
     shared = path in self.counted_paths   # a module called twice has its parameters once
     self.counted_paths.add(path)
     self.rows.append({
@@ -169,40 +170,54 @@ def _recording_pools(recorder: _Recorder) -> Iterator[None]:
       setattr(space, kind, original)
 
 
-def _unattributed_rows(params: Any, counted: set[tuple[str, ...]]) -> list[dict[str, Any]]:
-  """Rows for parameters no recorded call owns: modules that did not run in this mode (GoogLeNet's
-  auxiliary heads at evaluation) or parameters a composite module created itself."""
+def _unattributed_rows(params: Any, recorder: _Recorder) -> list[dict[str, Any]]:
+  """Rows for parameters that no row owns: those of modules that did not run in this mode
+  (GoogLeNet's auxiliary heads at evaluation) and those a composite module created itself."""
+  counted = recorder.counted_paths
   owners: dict[tuple[str, ...], int] = {}
   for keys, leaf in flax.traverse_util.flatten_dict(dict(params)).items():
     if not any(keys[:i] in counted for i in range(len(keys))):
       owners[keys[:-1]] = owners.get(keys[:-1], 0) + math.prod(leaf.shape)
-  return [{'name': '/'.join(path) or '(model)', 'type': 'not run', 'output_shape': [],
-           'params': count, 'activations': 0, 'macs': 0} for path, count in owners.items()]
+  return [{'name': '/'.join(path) or '(model)',
+           'type': 'own params' if path in recorder.called_paths else 'not run',
+           'output_shape': [], 'params': count, 'activations': 0, 'macs': 0}
+          for path, count in owners.items()]
 
 
 def summarize(model_name: str, input_shape: Optional[Sequence[int]] = None,
               num_classes: Optional[int] = None, train: bool = False,
               **model_kwargs: Any) -> dict[str, Any]:
-  """Per-layer table of ``model_name`` for one example of ``input_shape`` (H, W, C).
+  """Per-layer table of the registered model ``model_name`` for one example of ``input_shape``.
 
-  Returns ``{'model', 'input_shape', 'mode', 'output_shape', 'layers': [row, ...], 'totals'}`` with
-  rows ``{'name', 'type', 'output_shape', 'params', 'activations', 'macs'}`` and totals
+  ``input_shape`` is (H, W, C), by default the model's own (:func:`default_input_shape`);
+  ``num_classes`` and ``model_kwargs`` go to :func:`cnn_jax.models.get_model`. Returns
+  ``{'model', 'input_shape', 'mode', 'output_shape', 'layers': [row, ...], 'totals'}`` with rows
+  ``{'name', 'type', 'output_shape', 'params', 'activations', 'macs'}`` and totals
   ``{'params', 'macs', 'activations'}``, each the sum of its column. ``train=True`` traces the
-  training forward pass (auxiliary heads, dropout). Raises :class:`ConfigError` for unknown names
-  or arguments.
+  training forward pass (auxiliary heads, dropout). Unknown names, arguments or impossible shapes
+  raise :class:`ConfigError`.
   """
   if num_classes is not None:
     model_kwargs['num_classes'] = num_classes
   model = models.get_model(model_name, **model_kwargs)
   shape = tuple(input_shape) if input_shape else default_input_shape(model_name)
-  if len(shape) != 3 or any(int(d) < 1 for d in shape):
-    raise ConfigError(f'input_shape must be three positive sizes H,W,C, got {",".join(map(str, shape))}.')
-  shape = tuple(int(d) for d in shape)
-  batch = model_kwargs.get('bn_group_size') or 1   # BatchNorm groups must divide the batch
-  images = jax.ShapeDtypeStruct((batch,) + shape, jnp.float32)
-  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
+  summary = summarize_module(model, shape, train=train,
+                             batch_size=model_kwargs.get('bn_group_size') or 1)
+  return {'model': model_name, **summary}
 
+
+def summarize_module(model: nn.Module, input_shape: Sequence[int], train: bool = False,
+                     batch_size: int = 1) -> dict[str, Any]:
+  """:func:`summarize` for a module instance (called as ``model.apply(v, x, train=...)``)."""
+  if len(input_shape) != 3 or any(int(d) < 1 for d in input_shape):
+    raise ConfigError(f'input_shape must be three positive sizes H,W,C, '
+                      f'got {",".join(map(str, input_shape))}.')
+  shape = tuple(int(d) for d in input_shape)
+  # Per-example counts do not depend on the batch; BatchNorm groups only need it to divide.
+  images = jax.ShapeDtypeStruct((batch_size,) + shape, jnp.float32)
+  rngs = {'params': jax.random.key(0), 'dropout': jax.random.key(1)}
   variables = jax.eval_shape(lambda x: model.init(rngs, x, train=train), images)
+  params = variables.get('params', {})
 
   def forward(variables, x):
     return model.apply(variables, x, train=train, rngs={'dropout': rngs['dropout']},
@@ -217,13 +232,13 @@ def summarize(model_name: str, input_shape: Optional[Sequence[int]] = None,
   rows = [{'name': 'input', 'type': 'input', 'output_shape': list(shape), 'params': 0,
            'activations': math.prod(shape), 'macs': 0}]
   rows += recorder.rows
-  rows += _unattributed_rows(variables.get('params', {}), recorder.counted_paths)
+  rows += _unattributed_rows(params, recorder)
   totals = {key: sum(row[key] for row in rows) for key in ('params', 'macs', 'activations')}
-  if totals['params'] != _size(variables.get('params', {})):
-    raise AssertionError(f'summary of {model_name} attributes {totals["params"]} of '
-                         f'{_size(variables.get("params", {}))} parameters')
+  if totals['params'] != _size(params):   # every parameter belongs to exactly one row
+    raise AssertionError(f'the summary attributes {totals["params"]:,} of {_size(params):,} '
+                         f'parameters of {type(model).__name__}')
   return {
-      'model': model_name,
+      'model': type(model).__name__,
       'input_shape': list(shape),
       'mode': 'train' if train else 'eval',
       'output_shape': jax.tree.map(lambda o: list(o.shape[1:]), output),
@@ -244,6 +259,14 @@ def _output_text(shapes: Any) -> str:
   return _shape_text(list(shapes))
 
 
+def _scaled(count: int) -> str:
+  """1,582,671,872 -> '1.58G'; small counts stay exact."""
+  for factor, suffix in ((1e9, 'G'), (1e6, 'M'), (1e3, 'K')):
+    if count >= factor:
+      return f'{count / factor:.3g}{suffix}'
+  return str(count)
+
+
 def format_table(summary: dict[str, Any]) -> str:
   """The summary as an aligned text table with a totals line."""
   rows = summary['layers']
@@ -261,8 +284,8 @@ def format_table(summary: dict[str, Any]) -> str:
                             f'{r["params"]:,}', f'{r["activations"]:,}', f'{r["macs"]:,}'))
   text.append(line.format('total', '', '', f'{totals["params"]:,}', f'{totals["activations"]:,}',
                           f'{totals["macs"]:,}'))
-  text.append(f'{totals["params"] / 1e6:.2f}M parameters, {totals["macs"] / 1e9:.3f} GMACs, '
-              f'{totals["activations"] / 1e6:.2f}M activations per example '
+  text.append(f'{_scaled(totals["params"])} parameters, {_scaled(totals["macs"])} multiply-adds, '
+              f'{_scaled(totals["activations"])} activations per example '
               f'({totals["activations"] * 4 / 2**20:.1f} MiB in float32)')
   return '\n'.join(text)
 

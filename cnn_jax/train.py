@@ -203,31 +203,34 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   eval_metrics: dict = {}
   reporter.start(step)
   last_log_time, last_log_step = time.time(), step
-  while step < setup.total_steps:
-    state, sums = train_step(state, sums, parallel.global_batch(next(batches), setup.mesh))
-    step += 1
-    if step % config.log_every_steps == 0 or step == setup.total_steps:
-      host = jax.device_get(sums)  # the only host sync of the training phase
-      now = time.time()
-      metrics = {'loss': host['loss'] / host['count'], 'accuracy': host['correct'] / host['count'],
-                 'learning_rate': float(setup.schedule(step - 1)),
-                 'images_per_sec': (step - last_log_step) * config.batch_size / (now - last_log_time)}
-      reporter.write(step, 'train', metrics)
-      reporter.progress(step, metrics)
-      sums = parallel.replicate(_zero_metrics(TRAIN_SUMS), setup.mesh)
-      last_log_time, last_log_step = time.time(), step
-    if step % eval_every == 0 or step == setup.total_steps:
-      eval_metrics = evaluate(setup, config, eval_step, state)
-      reporter.write(step, 'eval', eval_metrics)
-      reporter.message(f'eval step {step} epoch {step / setup.steps_per_epoch:.1f}: '
-                       f'loss {eval_metrics["loss"]:.4f} top-1 {eval_metrics["accuracy"]:.4f} '
-                       f'top-5 {eval_metrics["top5_accuracy"]:.4f} '
-                       f'({int(eval_metrics["num_examples"])} examples)')
-      last_log_time = time.time()  # evaluation time is not training throughput
-    checkpoint.save(manager, step, state, force=step == setup.total_steps)
+  try:
+    while step < setup.total_steps:
+      state, sums = train_step(state, sums, parallel.global_batch(next(batches), setup.mesh))
+      step += 1
+      if step % config.log_every_steps == 0 or step == setup.total_steps:
+        host = jax.device_get(sums)  # the only host sync of the training phase
+        now = time.time()
+        metrics = {'loss': host['loss'] / host['count'], 'accuracy': host['correct'] / host['count'],
+                   'learning_rate': float(setup.schedule(step - 1)),
+                   'images_per_sec': (step - last_log_step) * config.batch_size / (now - last_log_time)}
+        reporter.write(step, 'train', metrics)
+        reporter.progress(step, metrics)
+        sums = parallel.replicate(_zero_metrics(TRAIN_SUMS), setup.mesh)
+        last_log_time, last_log_step = time.time(), step
+      if step % eval_every == 0 or step == setup.total_steps:
+        eval_metrics = evaluate(setup, config, eval_step, state)
+        reporter.write(step, 'eval', eval_metrics)
+        reporter.message(f'eval step {step} epoch {step / setup.steps_per_epoch:.1f}: '
+                         f'loss {eval_metrics["loss"]:.4f} top-1 {eval_metrics["accuracy"]:.4f} '
+                         f'top-5 {eval_metrics["top5_accuracy"]:.4f} '
+                         f'({int(eval_metrics["num_examples"])} examples)')
+        last_log_time = time.time()  # evaluation time is not training throughput
+      checkpoint.save(manager, step, state, force=step == setup.total_steps)
+  finally:
+    # An interrupted run (Ctrl-C, preemption) still completes the checkpoint it was writing.
+    manager.wait_until_finished()
   if not eval_metrics:  # resumed at the end: report the result again
     eval_metrics = evaluate(setup, config, eval_step, state)
-  manager.wait_until_finished()
   manager.close()
   reporter.message(f'final eval accuracy: {eval_metrics["accuracy"]:.4f} '
                    f'(top-5 {eval_metrics["top5_accuracy"]:.4f}, step {step})')

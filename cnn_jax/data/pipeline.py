@@ -102,7 +102,7 @@ def dataset_info(data: ml_collections.ConfigDict) -> DatasetInfo:
   spec, builder = get_builder(data)
   features = builder.info.features
   eval_ops = ops_lib.parse(data.eval_ops)
-  example = {spec.image_key: tf.zeros(features[spec.image_key].shape, features[spec.image_key].dtype),
+  example = {spec.image_key: tf.zeros(features[spec.image_key].shape, features[spec.image_key].tf_dtype),
              spec.label_key: tf.constant(0, tf.int64)}
   image_shape = _preprocess_fn(spec, eval_ops)(tf.constant([0, 0], tf.int64), example)['image'].shape
   return DatasetInfo(num_classes=features[spec.label_key].num_classes,

@@ -28,8 +28,8 @@ class PositionBias(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    bias = self.param('bias', nn.initializers.zeros, x.shape[1:], jnp.float32)
-    return x + bias.astype(x.dtype)
+    bias = self.param('bias', nn.initializers.zeros, x.shape[1:3], jnp.float32)
+    return x + bias[..., None].astype(x.dtype)
 
 
 class AlphaGoPolicy(nn.Module):

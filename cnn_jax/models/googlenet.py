@@ -34,6 +34,7 @@ The sheet's "about 5M" is the paper's text; its table gives 6.8M, the auxiliary 
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Union
 
 import flax.linen as nn
@@ -59,17 +60,11 @@ _POOL_BEFORE = ('4a', '5a')      # a 3x3/2 max-pool precedes these modules
 _AUX_AFTER = ('4a', '4d')
 
 
-class ConvReLU(nn.Module):
-  features: int
-  kernel: int
-  stride: int = 1
-  dtype: Any = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    x = nn.Conv(self.features, (self.kernel, self.kernel), self.stride, padding=self.kernel // 2,
-                dtype=self.dtype, name='conv')(x)
-    return nn.relu(x)
+def conv_relu(x: jax.Array, features: int, kernel: int, name: str, dtype: Any,
+              stride: int = 1) -> jax.Array:
+  """A 'same'-padded convolution followed by ReLU, created inside the calling module."""
+  x = nn.Conv(features, (kernel, kernel), stride, padding=kernel // 2, dtype=dtype, name=name)(x)
+  return nn.relu(x)
 
 
 class Inception(nn.Module):
@@ -80,12 +75,12 @@ class Inception(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     w1, w3_reduce, w3, w5_reduce, w5, pool_proj = self.widths
-    conv = lambda features, kernel, name: ConvReLU(features, kernel, dtype=self.dtype, name=name)
-    branch1 = conv(w1, 1, 'branch1x1')(x)
-    branch3 = conv(w3, 3, 'branch3x3')(conv(w3_reduce, 1, 'branch3x3_reduce')(x))
-    branch5 = conv(w5, 5, 'branch5x5')(conv(w5_reduce, 1, 'branch5x5_reduce')(x))
+    conv = functools.partial(conv_relu, dtype=self.dtype)
+    branch1 = conv(x, w1, 1, 'branch1x1')
+    branch3 = conv(conv(x, w3_reduce, 1, 'branch3x3_reduce'), w3, 3, 'branch3x3')
+    branch5 = conv(conv(x, w5_reduce, 1, 'branch5x5_reduce'), w5, 5, 'branch5x5')
     pooled = nn.max_pool(x, (3, 3), (1, 1), padding='SAME')
-    branch_pool = conv(pool_proj, 1, 'pool_proj')(pooled)
+    branch_pool = conv(pooled, pool_proj, 1, 'pool_proj')
     return jnp.concatenate([branch1, branch3, branch5, branch_pool], axis=-1)
 
 
@@ -102,7 +97,7 @@ class AuxHead(nn.Module):
                         f'this input gives {x.shape[1]}x{x.shape[2]}. Use inputs of at least 65x65 '
                         f'(224x224 in the paper) or aux_heads=False.')
     x = nn.avg_pool(x, (5, 5), (3, 3))
-    x = ConvReLU(128, 1, dtype=self.dtype, name='conv')(x)
+    x = conv_relu(x, 128, 1, 'conv', self.dtype)
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(1024, dtype=self.dtype, name='fc1')(x))
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
@@ -126,13 +121,12 @@ class GoogLeNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False
                ) -> Union[jax.Array, tuple[jax.Array, tuple[jax.Array, jax.Array]]]:
-    conv = lambda features, kernel, stride, name: ConvReLU(features, kernel, stride,
-                                                           dtype=self.dtype, name=name)
+    conv = functools.partial(conv_relu, dtype=self.dtype)
     pool = lambda y: nn.max_pool(y, (3, 3), (2, 2), padding='SAME')
     x = x.astype(self.dtype)
-    x = pool(conv(64, 7, 2, 'conv1')(x))
+    x = pool(conv(x, 64, 7, 'conv1', stride=2))
     x = layers.LocalResponseNorm(name='lrn1')(x)
-    x = conv(192, 3, 1, 'conv2')(conv(64, 1, 1, 'conv2_reduce')(x))
+    x = conv(conv(x, 64, 1, 'conv2_reduce'), 192, 3, 'conv2')
     x = pool(layers.LocalResponseNorm(name='lrn2')(x))
 
     # The heads run at init whatever ``train`` is, so that their parameters always exist.

@@ -263,6 +263,10 @@ class ResNet(nn.Module):
       raise ConfigError(f'groups and width_per_group widen the 3x3 of a bottleneck; a basic-block '
                         f'ResNet (depth {self.depth}) needs groups=1 and width_per_group=64, got '
                         f'{self.groups} and {self.width_per_group}.')
+    if block == 'bottleneck' and self.base_width * self.width_per_group < 64:
+      raise ConfigError(f'a bottleneck\'s 3x3 has int(planes * width_per_group / 64) channels per '
+                        f'group; base_width * width_per_group must be at least 64 for stage 1 to '
+                        f'have any, got {self.base_width} * {self.width_per_group}.')
     check_survival_prob(self.survival_prob_last, self.residual)
     super().__post_init__()
 

@@ -37,17 +37,17 @@ def _input_size(model: nn.Module) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def abstract_init(name: str, size: int | None = None, **kwargs):
-  """(logits, variables, intermediates) as ShapeDtypeStructs, for a batch of 2 images."""
+def abstract_init(name: str, size: int | None = None, capture: bool = False, **kwargs):
+  """(logits, variables) as ShapeDtypeStructs for a batch of 2 images; ``capture`` adds every
+  module's output to ``variables['intermediates']``."""
   model = get_model(name, **kwargs)
   size = size or _input_size(model)
 
   def init():
     return model.init_with_output({'params': jax.random.key(0)}, jnp.zeros((2, size, size, 3)),
-                                  train=False, capture_intermediates=True)
+                                  train=False, capture_intermediates=capture)
 
-  logits, variables = jax.eval_shape(init)
-  return logits, variables, variables['intermediates']
+  return jax.eval_shape(init)
 
 
 def param_count(name: str) -> int:
@@ -118,7 +118,7 @@ def test_plain_twin_differs_from_residual_only_by_projections():
 
 @pytest.mark.parametrize('name', FAMILY_NAMES)
 def test_output_shape_of_every_registered_name(name):
-  logits, variables, _ = abstract_init(name)
+  logits, variables = abstract_init(name)
   num_classes = get_model(name).num_classes
   assert logits.shape == (2, num_classes) and logits.dtype == jnp.float32
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables['params']))
@@ -127,7 +127,7 @@ def test_output_shape_of_every_registered_name(name):
 @pytest.mark.parametrize('name', ['resnet18', 'resnet50', 'preact_resnet34', 'resnext50_32x4d', 'densenet121'])
 @pytest.mark.parametrize('size', [97, 160])
 def test_any_input_size(name, size):
-  logits, _, _ = abstract_init(name, size, num_classes=7)
+  logits, _ = abstract_init(name, size, num_classes=7)
   assert logits.shape == (2, 7)
 
 
@@ -138,7 +138,7 @@ def _block_output(intermediates, module: str):
 @pytest.mark.parametrize('name, expansion', [('resnet18', 1), ('resnet50', 4), ('resnet50_v1', 4),
                                              ('resnext50_32x4d', 4), ('preact_resnet50', 4)])
 def test_imagenet_stage_shapes(name, expansion):
-  _, _, inter = abstract_init(name)
+  inter = abstract_init(name, capture=True)[1]['intermediates']
   assert _block_output(inter, 'conv1') == (2, 112, 112, 64)
   last = {1: 2, 2: 2, 3: 2, 4: 2} if name == 'resnet18' else {1: 3, 2: 4, 3: 6, 4: 3}
   for stage, (size, planes) in enumerate(((56, 64), (28, 128), (14, 256), (7, 512)), start=1):
@@ -146,7 +146,8 @@ def test_imagenet_stage_shapes(name, expansion):
 
 
 def test_v1_strides_the_first_1x1_and_v15_the_3x3():
-  conv_shape = lambda name, conv: _block_output(abstract_init(name)[2]['stage2_block1'], conv)[1]
+  stage2 = lambda name: abstract_init(name, capture=True)[1]['intermediates']['stage2_block1']
+  conv_shape = lambda name, conv: _block_output(stage2(name), conv)[1]
   assert (conv_shape('resnet50', 'conv1'), conv_shape('resnet50', 'conv2')) == (56, 28)
   assert (conv_shape('resnet50_v1', 'conv1'), conv_shape('resnet50_v1', 'conv2')) == (28, 28)
 
@@ -158,7 +159,7 @@ def test_resnext_uses_grouped_3x3():
 
 
 def test_densenet121_concatenates_and_compresses():
-  _, _, inter = abstract_init('densenet121')
+  inter = abstract_init('densenet121', capture=True)[1]['intermediates']
   assert _block_output(inter, 'block1_layer6') == (2, 56, 56, 64 + 6 * 32)
   assert _block_output(inter, 'transition1') == (2, 28, 28, 128)
   assert _block_output(inter, 'block4_layer16') == (2, 7, 7, 512 + 16 * 32)
@@ -166,14 +167,14 @@ def test_densenet121_concatenates_and_compresses():
 
 # ----------------------------------------------------------------------------- stochastic depth
 
-# Tiny members of each residual family (all residual block types: v1 basic, v1 bottleneck with
-# groups, pre-activation basic and bottleneck, the wide unit), on 8x8 inputs.
+# Tiny members of each residual family, covering every residual block type (v1 basic with option A
+# and B shortcuts, v1 bottleneck with groups, pre-activation basic and bottleneck, the wide unit).
 TINY = {
     'cifar_resnet': (CifarResNet, dict(depth=14, width=4)),
-    'resnet_basic': (ResNet, dict(depth=18, base_width=4, num_classes=10)),
-    'resnext_cifar': (ResNet, dict(stem='cifar', depth=11, base_width=4, groups=2, width_per_group=8, num_classes=10)),
-    'preact_basic': (PreActResNet, dict(stem='cifar', depth=14, block='basic', base_width=4, num_classes=10)),
-    'preact_bottleneck': (PreActResNet, dict(depth=50, base_width=2, num_classes=10)),
+    'resnet_basic': (ResNet, dict(stem='cifar', block='basic', depth=8, base_width=4, num_classes=10)),
+    'resnext': (ResNet, dict(stem='cifar', depth=11, base_width=8, groups=2, width_per_group=16, num_classes=10)),
+    'preact_basic': (PreActResNet, dict(stem='cifar', block='basic', depth=14, base_width=4, num_classes=10)),
+    'preact_bottleneck': (PreActResNet, dict(stem='cifar', depth=11, base_width=4, num_classes=10)),
     'wrn': (WideResNet, dict(depth=16, widen_factor=1)),
 }
 IMAGES = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
@@ -197,18 +198,23 @@ def _block_index(path: str) -> tuple[int, int]:
 @pytest.mark.parametrize('family', sorted(TINY))
 def test_survival_prob_one_is_the_net_without_stochastic_depth(family):
   variables = _tiny_variables(family)
-  reference, _ = _tiny(family).apply(variables, IMAGES, train=True, mutable=['batch_stats'])
-  for seed in (0, 1):
-    out, _ = _tiny(family, survival_prob_last=1.0).apply(
-        variables, IMAGES, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(seed)})
-    np.testing.assert_array_equal(out, reference)
-  # Stochastic depth adds no parameters: the same variables drive the net with p_L < 1.
-  dropped, _ = _tiny(family, survival_prob_last=0.01).apply(
-      variables, IMAGES, train=True, mutable=['batch_stats'], rngs={'dropout': jax.random.key(0)})
+
+  @jax.jit
+  def outputs():
+    train = lambda model, **kw: model.apply(variables, IMAGES, train=True, mutable=['batch_stats'], **kw)[0]
+    with_key = lambda model, seed: train(model, rngs={'dropout': jax.random.key(seed)})
+    return (train(_tiny(family)), with_key(_tiny(family, survival_prob_last=1.0), 0),
+            with_key(_tiny(family, survival_prob_last=1.0), 1),
+            # Stochastic depth adds no parameters: the same variables drive the net with p_L < 1.
+            with_key(_tiny(family, survival_prob_last=0.01), 0))
+
+  reference, seed0, seed1, dropped = outputs()
+  np.testing.assert_array_equal(seed0, reference)
+  np.testing.assert_array_equal(seed1, reference)
   assert not np.allclose(dropped, reference)
 
 
-@pytest.mark.parametrize('family', ['cifar_resnet', 'resnext_cifar', 'preact_basic', 'wrn'])
+@pytest.mark.parametrize('family', sorted(TINY))
 def test_surviving_blocks_follow_the_linear_rule(family):
   draws, last = 400, 0.5
   model = _tiny(family, survival_prob_last=last)
@@ -221,16 +227,18 @@ def test_surviving_blocks_follow_the_linear_rule(family):
       _, state = model.apply(variables, IMAGES, train=True, rngs={'dropout': key},
                              mutable=['batch_stats', 'intermediates'], capture_intermediates=is_sd)
       flat = jax.tree_util.tree_flatten_with_path(state['intermediates'])[0]
-      return {jax.tree_util.keystr(path): jnp.any(leaf != 0) for path, leaf in flat}
+      return {jax.tree_util.keystr(path): jnp.all(leaf != 0) for path, leaf in flat}
     return jax.vmap(one)(keys)
 
   kept = kept_per_block(jax.random.split(jax.random.key(42), draws))
   paths = sorted(kept, key=_block_index)
   expected = np.array(layers.survival_probs(len(paths), last))
   frequency = np.array([np.mean(kept[p]) for p in paths])
-  # Per block: binomial std <= 0.025 at 400 draws; total: std of the mean of sum ~ 0.06.
+  # Per block: binomial std <= 0.025 at 400 draws; the mean count of survivors: std ~ 0.06.
   np.testing.assert_allclose(frequency, expected, atol=0.1)
-  assert abs(np.mean(sum(np.asarray(kept[p], np.float32) for p in paths)) - expected.sum()) < 0.25
+  survivors = sum(np.asarray(kept[p], np.float32) for p in paths)
+  assert abs(np.mean(survivors) - expected.sum()) < 0.25
+  assert set(np.unique(np.asarray([kept[p] for p in paths]))) <= {0, 1}  # a block is kept whole or dropped
 
 
 @pytest.mark.parametrize('family', sorted(TINY))
@@ -238,24 +246,33 @@ def test_evaluation_is_deterministic_and_scales_branches(family):
   last = 0.5
   model = _tiny(family, survival_prob_last=last)
   variables = _tiny_variables(family)
-  calls = []
+  probs_by_path = {}
 
-  def record(next_fun, args, kwargs, context):
-    out = next_fun(*args, **kwargs)
-    if isinstance(context.module, layers.StochasticDepth):
-      calls.append((context.module.path, context.module.survival_prob, args[0], out))
-    return out
+  @jax.jit
+  def evaluate(key):
+    branches = {}
 
-  with nn.intercept_methods(record):
-    out = model.apply(variables, IMAGES, train=False)
-  blocks = sorted(calls, key=lambda c: _block_index(str(c[0])))
-  expected = layers.survival_probs(len(blocks), last)
-  for (_, prob, branch, scaled), p in zip(blocks, expected):
-    assert prob == pytest.approx(p)
+    def record(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      if isinstance(context.module, layers.StochasticDepth):
+        path = '/'.join(context.module.path)
+        probs_by_path[path] = context.module.survival_prob
+        branches[path] = (args[0], out)
+      return out
+
+    with nn.intercept_methods(record):
+      out = model.apply(variables, IMAGES, train=False, rngs={'dropout': key})
+    return out, branches, _tiny(family).apply(variables, IMAGES, train=False)
+
+  out, branches, without_sd = evaluate(jax.random.key(0))
+  paths = sorted(branches, key=_block_index)
+  expected = layers.survival_probs(len(paths), last)
+  for path, p in zip(paths, expected):
+    assert probs_by_path[path] == pytest.approx(p)
+    branch, scaled = branches[path]
     np.testing.assert_allclose(scaled, branch * p, rtol=1e-6)
-  again = model.apply(variables, IMAGES, train=False, rngs={'dropout': jax.random.key(7)})
-  np.testing.assert_array_equal(out, again)
-  assert not np.allclose(out, _tiny(family).apply(variables, IMAGES, train=False))
+  np.testing.assert_array_equal(evaluate(jax.random.key(1))[0], out)
+  assert not np.allclose(out, without_sd)
 
 
 # ----------------------------------------------------------------------------- other options
@@ -264,11 +281,17 @@ def test_evaluation_is_deterministic_and_scales_branches(family):
 def test_dropout_is_random_in_training_only():
   model = WideResNet(depth=10, widen_factor=1, dropout_rate=0.3)
   variables = jax.jit(lambda: model.init(jax.random.key(0), IMAGES, train=False))()
-  train = lambda seed: model.apply(variables, IMAGES, train=True, mutable=['batch_stats'],
-                                   rngs={'dropout': jax.random.key(seed)})[0]
-  assert not np.allclose(train(0), train(1))
-  np.testing.assert_array_equal(model.apply(variables, IMAGES, train=False),
-                                WideResNet(depth=10, widen_factor=1).apply(variables, IMAGES, train=False))
+
+  @jax.jit
+  def outputs():
+    train = lambda seed: model.apply(variables, IMAGES, train=True, mutable=['batch_stats'],
+                                     rngs={'dropout': jax.random.key(seed)})[0]
+    evaluate = lambda m: m.apply(variables, IMAGES, train=False)
+    return train(0), train(1), evaluate(model), evaluate(WideResNet(depth=10, widen_factor=1))
+
+  train0, train1, evaluated, without_dropout = outputs()
+  assert not np.allclose(train0, train1)
+  np.testing.assert_array_equal(evaluated, without_dropout)
 
 
 def test_bfloat16_compute_and_bn_groups():

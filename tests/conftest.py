@@ -1,0 +1,57 @@
+"""Shared fixtures: a prepared digits data dir and small, fast configs."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope='session')
+def data_dir(tmp_path_factory) -> str:
+  """A tfds data dir with digits prepared once for the whole session."""
+  import tensorflow_datasets as tfds
+  from cnn_jax import data  # noqa: F401  (registers the digits builder)
+  path = str(tmp_path_factory.mktemp('tfds'))
+  tfds.builder('digits', data_dir=path).download_and_prepare()
+  return path
+
+
+def small_config(data_dir: str, **overrides):
+  """The default config shrunk for tests; ``overrides`` are dotted keys, e.g. model__depth=8."""
+  from configs import default
+  config = default.get_config()
+  config.data.data_dir = data_dir
+  config.num_epochs = 1
+  config.log_every_steps = 5
+  config.eval_every_epochs = 1
+  for key, value in overrides.items():
+    *path, leaf = key.split('__')
+    node = config
+    for part in path:
+      node = node[part]
+    with node.unlocked() if hasattr(node, 'unlocked') else _noop():
+      node[leaf] = value
+  return config
+
+
+class _noop:
+  def __enter__(self):
+    return self
+
+  def __exit__(self, *exc):
+    return False
+
+
+def run_main(args: list[str], *, devices: int = 1, data_dir: str | None = None,
+             timeout: float = 300) -> subprocess.CompletedProcess:
+  """Runs ``python -m cnn_jax.main`` in a fresh process with ``devices`` host devices."""
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  if data_dir:
+    env['TFDS_DATA_DIR'] = data_dir
+  return subprocess.run([sys.executable, '-m', 'cnn_jax.main', *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
