@@ -38,6 +38,22 @@ def param_count(model, shape) -> int:
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(variables['params']))
 
 
+def numpy_variables(model, shape, seed=0):
+  """Variables filled by NumPy from the traced shapes: a real ``init`` compiles every random
+  initialiser (seconds on this CPU), and these tests need values, not the initialisers."""
+  rng = np.random.default_rng(seed)
+  def fill(path, leaf):
+    name = path[-1].key
+    if name == 'kernel':
+      fan_in = math.prod(leaf.shape[:-1])
+      return jnp.asarray(rng.normal(0, 1 / np.sqrt(fan_in), leaf.shape), leaf.dtype)
+    if name in ('scale', 'var'):
+      return jnp.ones(leaf.shape, leaf.dtype)
+    return jnp.asarray(rng.normal(0, 0.1, leaf.shape) if name == 'bias' else np.zeros(leaf.shape),
+                       leaf.dtype)
+  return jax.tree_util.tree_map_with_path(fill, abstract_variables(model, shape))
+
+
 def rows_by_name(summary):
   return {row['name']: row for row in summary['layers']}
 
@@ -245,8 +261,8 @@ def test_googlenet_aux_heads_need_a_big_enough_map():
 
 def test_alphago_layers_and_position_bias():
   model = get_model('alphago_policy', filters=8)
-  x = jax.random.normal(jax.random.key(2), (2, 19, 19, 48))
-  variables = jax.jit(model.init)(RNGS, x)
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(2, 19, 19, 48)), jnp.float32)
+  variables = numpy_variables(model, x.shape)
   params = variables['params']
   assert params['conv1']['kernel'].shape == (5, 5, 48, 8)
   assert all(params[f'conv{i}']['kernel'].shape == (3, 3, 8, 8) for i in range(2, 13))
@@ -256,7 +272,7 @@ def test_alphago_layers_and_position_bias():
   logits = apply(variables, x)
   assert logits.shape == (2, 361) and logits.dtype == jnp.float32
   # Each point has its own bias: moving the bias of point (3, 4) moves logit 3*19+4 only.
-  bumped = jax.tree.map(lambda a: a, variables)
+  bumped = jax.tree.map(lambda a: a, variables)   # a copy of the nested dicts
   bumped['params']['position_bias']['bias'] = params['position_bias']['bias'].at[3, 4].add(1.0)
   delta = np.asarray(apply(bumped, x) - logits)
   expected = np.zeros((2, 361), np.float32)
@@ -295,13 +311,12 @@ def test_impossible_inputs_raise_config_error(name, shape, message):
     abstract_variables(get_model(name), shape)
 
 
-def eval_and_train(model, variables, x, mutable=False):
+def eval_and_train(model, variables, x):
   """Both modes in one compiled function (each compilation costs about a second on this CPU)."""
   @jax.jit
   def both(variables, x):
     return (model.apply(variables, x, train=False),
-            model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(4)},
-                        mutable=mutable))
+            model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(4)}))
   return both(variables, x)
 
 
@@ -309,23 +324,26 @@ def test_small_real_forward_passes_train_and_eval():
   # The two towers and per-tower LRN run for real, at AlexNet's smallest input (67x67).
   model = get_model('alexnet', widths=(8, 8, 8, 8, 8), fc_width=16, num_classes=5,
                     weight_init='lecun')
-  x = jax.random.normal(jax.random.key(3), (4, 67, 67, 3))
-  variables = jax.jit(model.init)(RNGS, x)
+  x = jnp.asarray(np.random.default_rng(3).normal(size=(4, 67, 67, 3)), jnp.float32)
+  variables = numpy_variables(model, x.shape)
   eval_logits, train_logits = eval_and_train(model, variables, x)
   assert eval_logits.shape == (4, 5) and bool(jnp.all(jnp.isfinite(train_logits)))
   assert not np.allclose(eval_logits, train_logits)   # dropout acts in training only
 
-  vgg = get_model('vgg11_bn', fc_width=16, num_classes=5, bn_group_size=2)
-  x = jax.random.normal(jax.random.key(5), (4, 32, 32, 3))
-  variables = jax.jit(vgg.init)(RNGS, x)
-  eval_logits, (train_logits, state) = eval_and_train(vgg, variables, x, mutable=['batch_stats'])
-  assert train_logits.shape == (4, 5) and bool(jnp.all(jnp.isfinite(train_logits)))
-  assert not np.allclose(state['batch_stats']['bn1']['mean'], 0.0)
+
+
+def test_vgg_bn_group_size_reaches_batch_norm():
+  vgg = get_model('vgg11_bn', bn_group_size=3)
+  with pytest.raises(ValueError, match='group_size 3 does not divide the batch of 4'):
+    jax.eval_shape(lambda v: vgg.apply(v, jnp.zeros((4, 32, 32, 3)), train=True, rngs=RNGS,
+                                       mutable=['batch_stats']),
+                   abstract_variables(vgg, (3, 32, 32, 3)))
 
 
 def test_alexnet_paper_init():
   model = get_model('alexnet', widths=(8, 8, 8, 8, 8), fc_width=16, num_classes=5)
-  params = jax.jit(model.init)(RNGS, jnp.zeros((1, 67, 67, 3)))['params']
+  with jax.threefry_partitionable(False):   # compiles the initialisers 5x faster here
+    params = jax.jit(model.init)(RNGS, jnp.zeros((1, 67, 67, 3)))['params']
   biases = {name: float(params[name]['bias'].mean()) for name in params if 'bias' in params[name]}
   assert biases == {'conv1': 0.0, 'conv2': 1.0, 'conv3': 0.0, 'conv4': 1.0, 'conv5': 1.0,
                     'fc6': 1.0, 'fc7': 1.0, 'fc8': 0.0}
@@ -344,27 +362,33 @@ def _lrn_reference(x, n=5, k=2.0, alpha=1e-4, beta=0.75):
 
 
 def test_local_response_norm_is_the_papers_formula():
-  x = np.asarray(jax.random.normal(jax.random.key(7), (2, 3, 3, 11)) * 30.0)
-  lrn = jax.jit(lambda x, groups=1: layers.LocalResponseNorm(groups=groups).apply({}, x),
-                static_argnums=1)
-  y = lrn(jnp.asarray(x))
+  x = np.random.default_rng(7).normal(0, 30.0, (2, 3, 3, 11)).astype(np.float32)
+  @jax.jit
+  def normalise(x):
+    return (layers.LocalResponseNorm().apply({}, x),
+            layers.LocalResponseNorm(groups=2).apply({}, x[..., :10]),
+            layers.LocalResponseNorm().apply({}, x.astype(jnp.bfloat16)))
+  y, towers, y16 = normalise(jnp.asarray(x))
   np.testing.assert_allclose(np.asarray(y), _lrn_reference(x), rtol=1e-5)
   # alpha is not divided by n (PyTorch/Caffe would give a different value for this input).
   assert not np.allclose(np.asarray(y), _lrn_reference(x, alpha=1e-4 / 5), rtol=1e-3)
-  towers = lrn(jnp.asarray(x[..., :10]), 2)
   expected = np.concatenate([_lrn_reference(x[..., :5]), _lrn_reference(x[..., 5:10])], axis=-1)
   np.testing.assert_allclose(np.asarray(towers), expected, rtol=1e-5)
-  assert lrn(jnp.asarray(x, jnp.bfloat16)).dtype == jnp.bfloat16
+  assert y16.dtype == jnp.bfloat16
 
 
 def test_adaptive_avg_pool_matches_pytorch_bins():
-  x = jnp.arange(5.0).reshape(1, 5, 1, 1) * jnp.ones((1, 5, 2, 1))
-  y = AdaptiveAvgPool((3, 1)).apply({}, x)
+  ramp = jnp.arange(5.0).reshape(1, 5, 1, 1) * jnp.ones((1, 5, 2, 1))
+  x = jnp.asarray(np.random.default_rng(8).normal(size=(2, 14, 14, 3)), jnp.float32)
+  one = jnp.full((1, 1, 1, 2), 3.0)
+  @jax.jit
+  def pool(ramp, x, one):
+    return (AdaptiveAvgPool((3, 1)).apply({}, ramp), AdaptiveAvgPool((7, 7)).apply({}, x),
+            AdaptiveAvgPool((6, 6)).apply({}, one))
+  bins, halves, repeated = pool(ramp, x, one)
   # PyTorch bins for 5 -> 3: [0, 2), [1, 4), [3, 5).
-  np.testing.assert_allclose(np.asarray(y[0, :, 0, 0]), [0.5, 2.0, 3.5])
-  x = jax.random.normal(jax.random.key(8), (2, 14, 14, 3))
-  np.testing.assert_allclose(AdaptiveAvgPool((7, 7)).apply({}, x),
-                             x.reshape(2, 7, 2, 7, 2, 3).mean(axis=(2, 4)), rtol=1e-5)
-  one = jnp.ones((1, 1, 1, 2)) * 3.0
-  np.testing.assert_allclose(AdaptiveAvgPool((6, 6)).apply({}, one), jnp.full((1, 6, 6, 2), 3.0))
-  assert AdaptiveAvgPool((6, 6)).apply({}, x[:, :6, :6]) is not None
+  np.testing.assert_allclose(np.asarray(bins[0, :, 0, 0]), [0.5, 2.0, 3.5])
+  np.testing.assert_allclose(halves, x.reshape(2, 7, 2, 7, 2, 3).mean(axis=(2, 4)), rtol=1e-5)
+  np.testing.assert_allclose(repeated, jnp.full((1, 6, 6, 2), 3.0))
+  same = x[:, :7, :7]
+  assert AdaptiveAvgPool((7, 7)).apply({}, same) is same   # already the size: untouched

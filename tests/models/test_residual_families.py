@@ -185,9 +185,28 @@ def _tiny(family: str, **kwargs) -> nn.Module:
   return cls(**config, **kwargs)
 
 
+def random_variables(model: nn.Module, seed: int = 0):
+  """He-scaled random weights built with numpy: compiling ``model.init`` (its random initialisers)
+  costs XLA:CPU seconds per net, far more than the tests themselves."""
+  shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), IMAGES, train=False))
+  rng = np.random.default_rng(seed)
+
+  def fill(path, leaf):
+    kind, shape = path[-1].key, leaf.shape
+    if kind == 'kernel':
+      values = rng.normal(size=shape) * np.sqrt(2.0 / np.prod(shape[:-1]))
+    elif kind in ('scale', 'var'):
+      values = 1.0 + 0.1 * rng.uniform(size=shape)
+    else:  # bias, mean
+      values = 0.1 * rng.normal(size=shape)
+    return jnp.asarray(values, leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
 @functools.lru_cache(maxsize=None)
 def _tiny_variables(family: str):
-  return jax.jit(lambda: _tiny(family).init(jax.random.key(0), IMAGES, train=False))()
+  return random_variables(_tiny(family))
 
 
 def _block_index(path: str) -> tuple[int, int]:
@@ -227,7 +246,8 @@ def test_surviving_blocks_follow_the_linear_rule(family):
       _, state = model.apply(variables, IMAGES, train=True, rngs={'dropout': key},
                              mutable=['batch_stats', 'intermediates'], capture_intermediates=is_sd)
       flat = jax.tree_util.tree_flatten_with_path(state['intermediates'])[0]
-      return {jax.tree_util.keystr(path): jnp.all(leaf != 0) for path, leaf in flat}
+      # A dropped branch is all zeros; a kept one (random weights) is not.
+      return {jax.tree_util.keystr(path): jnp.any(leaf != 0) for path, leaf in flat}
     return jax.vmap(one)(keys)
 
   kept = kept_per_block(jax.random.split(jax.random.key(42), draws))
@@ -238,7 +258,6 @@ def test_surviving_blocks_follow_the_linear_rule(family):
   np.testing.assert_allclose(frequency, expected, atol=0.1)
   survivors = sum(np.asarray(kept[p], np.float32) for p in paths)
   assert abs(np.mean(survivors) - expected.sum()) < 0.25
-  assert set(np.unique(np.asarray([kept[p] for p in paths]))) <= {0, 1}  # a block is kept whole or dropped
 
 
 @pytest.mark.parametrize('family', sorted(TINY))
@@ -280,7 +299,7 @@ def test_evaluation_is_deterministic_and_scales_branches(family):
 
 def test_dropout_is_random_in_training_only():
   model = WideResNet(depth=10, widen_factor=1, dropout_rate=0.3)
-  variables = jax.jit(lambda: model.init(jax.random.key(0), IMAGES, train=False))()
+  variables = random_variables(model)
 
   @jax.jit
   def outputs():
@@ -295,9 +314,9 @@ def test_dropout_is_random_in_training_only():
 
 
 def test_bfloat16_compute_and_bn_groups():
-  tiny = lambda group: ResNet(stem='cifar', depth=11, base_width=4, groups=2, width_per_group=8,
+  tiny = lambda group: ResNet(stem='cifar', depth=11, base_width=8, groups=2, width_per_group=16,
                               num_classes=3, dtype=jnp.bfloat16, bn_group_size=group)
-  variables = jax.jit(lambda: tiny(1).init(jax.random.key(0), IMAGES, train=False))()
+  variables = random_variables(tiny(1))
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables['params']))
 
   @functools.partial(jax.jit, static_argnums=0)

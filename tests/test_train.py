@@ -1,0 +1,132 @@
+"""The train loop end to end: accuracy on digits, data parallelism, resume, bad input."""
+import glob
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from cnn_jax import ConfigError, train
+from cnn_jax.data import pipeline
+from tests.conftest import run_main, small_config
+
+# A small BatchNorm + residual net: exercises BatchNorm state in every test below, quickly.
+TINY_RESNET = dict(model__name='resnet_cifar', model__depth=8, data__train_ops='resize(16) | normalize',
+                   data__eval_ops='resize(16) | normalize')
+
+
+def _read_metrics(workdir, split):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [r for r in map(json.loads, f) if r['split'] == split]
+
+
+def test_default_config_trains_digits_to_97_percent(data_dir, tmp_path):
+  """The README's quick start: the CLI trains LeNet-5 on digits and writes all its outputs."""
+  workdir = str(tmp_path / 'default')
+  result = run_main([f'--workdir={workdir}'], data_dir=data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+  last = result.stdout.strip().splitlines()[-1]
+  assert last.startswith('final eval accuracy:'), result.stdout[-2000:]
+  assert float(last.split()[3]) >= 0.97
+  evals = _read_metrics(workdir, 'eval')
+  assert evals[-1]['accuracy'] >= 0.97 and evals[-1]['num_examples'] == 360
+  train_records = _read_metrics(workdir, 'train')
+  assert train_records[-1]['loss'] < train_records[0]['loss']
+  assert {'loss', 'accuracy', 'learning_rate', 'images_per_sec'} <= set(train_records[0])
+  assert os.listdir(os.path.join(workdir, 'checkpoints'))
+  assert glob.glob(os.path.join(workdir, 'tensorboard', 'events.out.tfevents.*'))
+  with open(os.path.join(workdir, 'config.json')) as f:
+    assert json.load(f)['model']['name'] == 'lenet5'
+  # The events hold the scalars a user looks for in TensorBoard.
+  import tensorflow as tf
+  tags = set()
+  for path in glob.glob(os.path.join(workdir, 'tensorboard', 'events.out.tfevents.*')):
+    for event in tf.compat.v1.train.summary_iterator(path):
+      tags.update(v.tag for v in event.summary.value)
+  assert {'train/loss', 'train/accuracy', 'train/learning_rate', 'train/images_per_sec',
+          'eval/loss', 'eval/accuracy', 'eval/top5_accuracy'} <= tags
+  # Running the same command again resumes at the end instead of training again.
+  again = run_main([f'--workdir={workdir}'], data_dir=data_dir)
+  assert 'resumed from step' in again.stdout and again.stdout.strip().splitlines()[-1] == last
+
+
+def test_eight_devices_give_the_same_loss_curve_as_one(data_dir, tmp_path):
+  args = ['--config=configs/resnet_cifar.py:8',
+          '--config.data.train_ops=resize(16)|normalize', '--config.data.eval_ops=resize(16)|normalize',
+          '--config.num_train_steps=12', '--config.log_every_steps=2', '--config.batch_size=32']
+  curves = {}
+  for devices in (1, 8):
+    workdir = str(tmp_path / f'd{devices}')
+    result = run_main(args + [f'--workdir={workdir}'], devices=devices, data_dir=data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    curves[devices] = [r['loss'] for r in _read_metrics(workdir, 'train')]
+  assert len(curves[1]) == 6
+  np.testing.assert_allclose(curves[8], curves[1], rtol=2e-4)
+
+
+class _Interrupt(Exception):
+  pass
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(data_dir, tmp_path, monkeypatch):
+  config = small_config(data_dir, num_train_steps=30, checkpoint_every_steps=10, batch_size=32,
+                        log_every_steps=10, **TINY_RESNET)
+  config.model.unlock()
+  config.model.survival_prob_last = 0.5  # stochastic depth: the dropout RNG must resume too
+  reference = str(tmp_path / 'reference')
+  train.train_and_evaluate(config, reference)
+
+  real_batches = pipeline.train_batches
+  def crashing_batches(*args, **kwargs):  # dies while fetching the batch of step 26
+    for i, batch in enumerate(real_batches(*args, **kwargs)):
+      if i == 25:
+        raise _Interrupt()
+      yield batch
+  interrupted = str(tmp_path / 'interrupted')
+  monkeypatch.setattr(pipeline, 'train_batches', crashing_batches)
+  with pytest.raises(_Interrupt):
+    train.train_and_evaluate(config, interrupted)
+  monkeypatch.setattr(pipeline, 'train_batches', real_batches)
+  assert sorted(os.listdir(os.path.join(interrupted, 'checkpoints'))) == ['10', '20']
+  resumed = train.train_and_evaluate(config, interrupted)
+
+  from cnn_jax import checkpoint
+  setup = train.build(config)
+  abstract = train.init_state(setup, 0)
+  states = [checkpoint.restore_latest(checkpoint.make_manager(w, config), abstract)
+            for w in (reference, interrupted)]
+  assert int(states[0].step) == int(states[1].step) == 30
+  for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  assert resumed['accuracy'] == _read_metrics(reference, 'eval')[-1]['accuracy']
+
+
+def test_every_step_of_training_lowers_the_loss_of_a_batchnorm_net(data_dir, tmp_path):
+  config = small_config(data_dir, num_train_steps=40, batch_size=64, log_every_steps=10,
+                        optimizer__learning_rate=0.05, **TINY_RESNET)
+  train.train_and_evaluate(config, str(tmp_path))
+  losses = [r['loss'] for r in _read_metrics(str(tmp_path), 'train')]
+  assert losses[-1] < 0.7 * losses[0]
+
+
+@pytest.mark.parametrize('overrides,message', [
+    (dict(model__name='resnet21'), r"unknown model 'resnet21'.*Valid names: .*lenet5"),
+    (dict(model__name='resnet_cifar', model__depth=21), r'6n\+2.*20 and 26'),
+    (dict(data__name='cifar11'), r"unknown data set 'cifar11'.*Valid names: cifar10, cifar100, digits"),
+    (dict(optimizer__name='adagrad'), r"unknown optimizer 'adagrad'.*Valid names: sgd, adam, adamw"),
+    (dict(schedule__name='plateau'), r"unknown schedule 'plateau'.*Valid names: constant, piecewise"),
+    (dict(batch_size=5000), r'larger than the 1437 training examples'),
+])
+def test_bad_config_is_caught_before_compiling(data_dir, overrides, message):
+  with pytest.raises(ConfigError, match=message):
+    train.build(small_config(data_dir, **overrides))
+
+
+def test_cli_reports_bad_input_in_one_line(data_dir, tmp_path):
+  """Batch 12 on 8 devices: one line naming the fix, no traceback, non-zero exit."""
+  result = run_main([f'--workdir={tmp_path}', '--config.batch_size=12'], devices=8, data_dir=data_dir)
+  assert result.returncode != 0
+  assert 'Traceback' not in result.stderr
+  assert result.stderr.strip().splitlines()[-1] == (
+      'error: batch size 12 does not divide evenly over 8 devices: use a multiple of 8 (e.g. 8).')
