@@ -19,6 +19,8 @@ flags.DEFINE_string('workdir', None, 'Checkpoints, metrics and the resolved conf
 flags.DEFINE_string('coordinator_address', None, 'Multi-process runs: host:port of process 0.')
 flags.DEFINE_integer('num_processes', None, 'Multi-process runs: number of processes.')
 flags.DEFINE_integer('process_id', None, 'Multi-process runs: this process\'s index.')
+flags.DEFINE_integer('heartbeat_timeout', 60, 'Multi-process runs: seconds after which a silent '
+                     'process counts as dead and the others stop with an error.')
 
 
 def main(argv):
@@ -26,7 +28,8 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not FLAGS['verbosity'].present:  # orbax and tfds log every save and read at INFO
     logging.set_verbosity(logging.WARNING)
-  parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+  parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
+                                  heartbeat_timeout=FLAGS.heartbeat_timeout)
   from cnn_jax import train  # after distributed init: importing TF/JAX backends first is fine, using them is not
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir)

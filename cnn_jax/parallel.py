@@ -20,7 +20,8 @@ DATA_AXIS = 'data'
 
 def initialize_distributed(coordinator_address: Optional[str] = None,
                            num_processes: Optional[int] = None,
-                           process_id: Optional[int] = None) -> None:
+                           process_id: Optional[int] = None,
+                           heartbeat_timeout: int = 60) -> None:
   """Starts JAX's multi-controller runtime when the run spans several processes.
 
   With explicit flags, uses them; on Cloud TPU pods and under SLURM, JAX finds the cluster itself.
@@ -35,9 +36,9 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   if explicit:
     jax.distributed.initialize(coordinator_address=coordinator_address, num_processes=num_processes,
-                               process_id=process_id)
-  else:
-    jax.distributed.initialize()  # JAX reads the cluster from SLURM or the TPU metadata
+                               process_id=process_id, heartbeat_timeout_seconds=heartbeat_timeout)
+  else:  # JAX reads the cluster from SLURM or the TPU metadata
+    jax.distributed.initialize(heartbeat_timeout_seconds=heartbeat_timeout)
   logging.info('process %d of %d, %d local / %d global devices', jax.process_index(),
                jax.process_count(), jax.local_device_count(), jax.device_count())
 

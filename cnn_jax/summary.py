@@ -16,10 +16,11 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import sys
 from typing import Any, Callable, Iterator, Optional, Sequence
 
-import flax
+from flax import traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -112,7 +113,7 @@ class _Recorder:
     # A weight tensor of W elements producing C output channels does W / C multiply-adds per output
     # element: kh*kw*in/groups for a (grouped) convolution, in for a dense layer. Biases and
     # normalisation scales (not named 'kernel') are additions and cost nothing here.
-    kernels = [leaf for keys, leaf in flax.traverse_util.flatten_dict(dict(params)).items()
+    kernels = [leaf for keys, leaf in traverse_util.flatten_dict(dict(params)).items()
                if keys[-1] == 'kernel' and leaf.ndim >= 2]
     macs = 0
     if kernels and outputs:
@@ -170,12 +171,21 @@ def _recording_pools(recorder: _Recorder) -> Iterator[None]:
       setattr(space, kind, original)
 
 
+def _output_shapes(output: Any) -> Any:
+  """Per-example shapes with the model output's nesting, as JSON-ready lists."""
+  if isinstance(output, (tuple, list)):
+    return [_output_shapes(o) for o in output]
+  if isinstance(output, dict):
+    return {k: _output_shapes(v) for k, v in output.items()}
+  return list(output.shape[1:])
+
+
 def _unattributed_rows(params: Any, recorder: _Recorder) -> list[dict[str, Any]]:
   """Rows for parameters that no row owns: those of modules that did not run in this mode
   (GoogLeNet's auxiliary heads at evaluation) and those a composite module created itself."""
   counted = recorder.counted_paths
   owners: dict[tuple[str, ...], int] = {}
-  for keys, leaf in flax.traverse_util.flatten_dict(dict(params)).items():
+  for keys, leaf in traverse_util.flatten_dict(dict(params)).items():
     if not any(keys[:i] in counted for i in range(len(keys))):
       owners[keys[:-1]] = owners.get(keys[:-1], 0) + math.prod(leaf.shape)
   return [{'name': '/'.join(path) or '(model)',
@@ -203,7 +213,8 @@ def summarize(model_name: str, input_shape: Optional[Sequence[int]] = None,
   shape = tuple(input_shape) if input_shape else default_input_shape(model_name)
   summary = summarize_module(model, shape, train=train,
                              batch_size=model_kwargs.get('bn_group_size') or 1)
-  return {'model': model_name, **summary}
+  summary['model'] = model_name
+  return summary
 
 
 def summarize_module(model: nn.Module, input_shape: Sequence[int], train: bool = False,
@@ -241,7 +252,7 @@ def summarize_module(model: nn.Module, input_shape: Sequence[int], train: bool =
       'model': type(model).__name__,
       'input_shape': list(shape),
       'mode': 'train' if train else 'eval',
-      'output_shape': jax.tree.map(lambda o: list(o.shape[1:]), output),
+      'output_shape': _output_shapes(output),
       'layers': rows,
       'totals': totals,
   }
@@ -311,7 +322,10 @@ def main(argv: Sequence[str]) -> None:
   except ConfigError as error:
     print(f'error: {error}', file=sys.stderr)
     sys.exit(1)
-  print(json.dumps(summary) if args.json else format_table(summary))
+  try:
+    print(json.dumps(summary) if args.json else format_table(summary), flush=True)
+  except BrokenPipeError:   # piped into `head`: stop quietly
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 if __name__ == '__main__':

@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 from absl import logging
+from jax.experimental import multihost_utils
 
 from cnn_jax import checkpoint, models, optim, parallel, reporting
 from cnn_jax.data import pipeline
@@ -56,7 +57,7 @@ class Setup:
   info: pipeline.DatasetInfo = flax.struct.field(pytree_node=False)
   mesh: Any = flax.struct.field(pytree_node=False)
   local_batch: int = flax.struct.field(pytree_node=False)
-  steps_per_epoch: int = flax.struct.field(pytree_node=False)
+  layout: pipeline.ShardLayout = flax.struct.field(pytree_node=False)
   total_steps: int = flax.struct.field(pytree_node=False)
 
 
@@ -69,14 +70,14 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   name = model_kwargs.pop('name')
   model_kwargs.setdefault('num_classes', info.num_classes)
   model = models.get_model(name, **model_kwargs)
-  steps_per_epoch = info.num_train // config.batch_size
-  if steps_per_epoch == 0:
-    raise pipeline.ConfigError(f'batch size {config.batch_size} is larger than the {info.num_train} '
-                               f'training examples of {config.data.name!r}.')
+  layout = pipeline.shard_layout(config.data, num_examples=info.num_train,
+                                 global_batch=config.batch_size, process_index=jax.process_index(),
+                                 process_count=jax.process_count())
+  steps_per_epoch = layout.steps_per_epoch
   total_steps = config.num_train_steps or int(config.num_epochs * steps_per_epoch)
   schedule = optim.make_schedule(config, steps_per_epoch, total_steps)
   tx = optim.make_optimizer(config, schedule)
-  return Setup(model, tx, schedule, info, mesh, local_batch, steps_per_epoch, total_steps)
+  return Setup(model, tx, schedule, info, mesh, local_batch, layout, total_steps)
 
 
 def init_state(setup: Setup, seed: int) -> TrainState:
@@ -184,21 +185,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state = init_state(setup, config.seed)
   manager = checkpoint.make_manager(workdir, config)
   restored = checkpoint.restore_latest(manager, state)
-  reporter = reporting.Reporter(workdir, setup.total_steps, setup.steps_per_epoch)
+  reporter = reporting.Reporter(workdir, setup.total_steps, setup.layout.steps_per_epoch)
   if restored is not None:
     state = restored
     reporter.message(f'resumed from step {int(state.step)} in {workdir}')
   step = int(state.step)
+  if jax.process_count() > 1:  # a process that saw another checkpoint would desynchronise the run
+    multihost_utils.assert_equal(np.int64(step), 'processes disagree on the step to resume from')
   logging.info('%s: %d steps (%d per epoch), global batch %d over %d devices',
-               config.model.name, setup.total_steps, setup.steps_per_epoch, config.batch_size,
+               config.model.name, setup.total_steps, setup.layout.steps_per_epoch, config.batch_size,
                setup.mesh.devices.size)
 
   train_step, eval_step = make_train_step(setup, config), make_eval_step(setup)
-  batches = pipeline.train_batches(
-      config.data, seed=config.seed, local_batch=setup.local_batch,
-      steps_per_epoch=setup.steps_per_epoch, start_step=step,
-      process_index=jax.process_index(), process_count=jax.process_count())
-  eval_every = max(1, int(config.eval_every_epochs * setup.steps_per_epoch))
+  batches = pipeline.train_batches(config.data, seed=config.seed, layout=setup.layout,
+                                   start_step=step)
+  eval_every = max(1, int(config.eval_every_epochs * setup.layout.steps_per_epoch))
   sums = parallel.replicate(_zero_metrics(TRAIN_SUMS), setup.mesh)
   eval_metrics: dict = {}
   reporter.start(step)
@@ -220,7 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if step % eval_every == 0 or step == setup.total_steps:
         eval_metrics = evaluate(setup, config, eval_step, state)
         reporter.write(step, 'eval', eval_metrics)
-        reporter.message(f'eval step {step} epoch {step / setup.steps_per_epoch:.1f}: '
+        reporter.message(f'eval step {step} epoch {step / setup.layout.steps_per_epoch:.1f}: '
                          f'loss {eval_metrics["loss"]:.4f} top-1 {eval_metrics["accuracy"]:.4f} '
                          f'top-5 {eval_metrics["top5_accuracy"]:.4f} '
                          f'({int(eval_metrics["num_examples"])} examples)')

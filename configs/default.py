@@ -20,6 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.train_ops = 'resize(32) | pad_random_crop(2) | normalize(mean=0.3, std=0.4)'
   config.data.eval_ops = 'resize(32) | normalize(mean=0.3, std=0.4)'
   config.data.shuffle_buffer = 50_000
+  config.data.num_shards = 0            # training data shards; 0 = one per process. The data order
+                                        # depends on it, not on the devices: fix it to compare layouts
   config.data.cache = True              # keep decoded examples in memory (small data sets)
   config.data.prefetch = 0              # batches to prefetch; 0 = autotune
 

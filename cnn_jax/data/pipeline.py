@@ -27,9 +27,11 @@ Batch = dict[str, np.ndarray]
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   num_classes: int
-  image_shape: tuple[int, ...]   # after eval preprocessing: what the model sees
+  image_shape: tuple[int, ...]   # after eval preprocessing: what the model sees (one view)
   num_train: int
   num_eval: int
+  eval_views: int = 1            # views per eval image (ten_crop: 10); eval images are then
+                                 # [B, views, H, W, C] and the logits are averaged over views
 
 
 def _network_reachable(host: str = 'storage.googleapis.com', timeout: float = 5.0) -> bool:
@@ -97,48 +99,119 @@ def _preprocess_fn(spec: DatasetSpec, ops: list, with_mask: bool = False):
   return fn
 
 
+def _as_dataset(builder: tfds.core.DatasetBuilder, spec: DatasetSpec, split,
+                ops: list) -> tf.data.Dataset:
+  """Reads ``split``, leaving the image encoded when the first op decodes it (e.g. fused crop)."""
+  wants = ops_lib.encoded_input(ops)
+  if wants is None:
+    return builder.as_dataset(split=split, shuffle_files=False)
+  encoding = getattr(builder.info.features[spec.image_key], 'encoding_format', None) or 'png'
+  if wants == 'jpeg' and encoding != 'jpeg':
+    raise ConfigError(f'data set {spec.tfds_name!r} stores {encoding} images; the fused JPEG ops '
+                      f'need JPEG: use decode | inception_crop(...) instead.')
+  return builder.as_dataset(split=split, shuffle_files=False,
+                            decoders={spec.image_key: tfds.decode.SkipDecoding()})
+
+
+def _output_shape(spec: DatasetSpec, builder: tfds.core.DatasetBuilder, ops: list) -> tf.TensorShape:
+  """The static shape ``ops`` give one example, found by tracing them (no data is read)."""
+  feature = builder.info.features[spec.image_key]
+  if ops_lib.encoded_input(ops):
+    input_spec = tf.TensorSpec([], tf.string)
+  else:  # dimensions that vary between images (ImageNet) stay None
+    input_spec = tf.TensorSpec(feature.shape, feature.tf_dtype)
+  trace = tf.function(lambda image: ops_lib.apply(ops, image, tf.constant([0, 0], tf.int64)))
+  return trace.get_concrete_function(input_spec).structured_outputs.shape
+
+
 def dataset_info(data: ml_collections.ConfigDict) -> DatasetInfo:
-  """Classes, model input shape and split sizes, without reading the data."""
+  """Classes, model input shape (one view) and split sizes, without reading the data."""
   spec, builder = get_builder(data)
   features = builder.info.features
-  eval_ops = ops_lib.parse(data.eval_ops)
-  example = {spec.image_key: tf.zeros(features[spec.image_key].shape, features[spec.image_key].tf_dtype),
-             spec.label_key: tf.constant(0, tf.int64)}
-  image_shape = _preprocess_fn(spec, eval_ops)(tf.constant([0, 0], tf.int64), example)['image'].shape
+  shape = _output_shape(spec, builder, ops_lib.parse(data.eval_ops))
+  if not shape.is_fully_defined() or shape.rank not in (3, 4):
+    raise ConfigError(f'eval_ops {data.eval_ops!r} give images of shape {shape}: end them with an '
+                      f'op of fixed output size (resize, central_crop, resize_center_crop, ten_crop).')
+  views = shape[0] if shape.rank == 4 else 1
   return DatasetInfo(num_classes=features[spec.label_key].num_classes,
-                     image_shape=tuple(image_shape),
+                     image_shape=tuple(shape[-3:]),
                      num_train=builder.info.splits[spec.train_split].num_examples,
-                     num_eval=builder.info.splits[spec.eval_split].num_examples)
+                     num_eval=builder.info.splits[spec.eval_split].num_examples,
+                     eval_views=views)
 
 
 def _process_split(split: str, process_index: int, process_count: int) -> str:
   return tfds.split_for_jax_process(split, process_index=process_index, process_count=process_count)
 
 
-def train_batches(data: ml_collections.ConfigDict, *, seed: int, local_batch: int,
-                  steps_per_epoch: int, start_step: int = 0, process_index: int = 0,
-                  process_count: int = 1) -> Iterator[Batch]:
-  """Yields this process's training batches from ``start_step`` on, forever."""
+@dataclasses.dataclass(frozen=True)
+class ShardLayout:
+  """How the training split is cut: ``num_shards`` even tfds splits, each feeding its own slice
+  of every global batch. The data order depends on the shard count, not on the process layout, so
+  1 process x 8 devices and 2 processes x 4 devices see the same global batches (same num_shards).
+  """
+  num_shards: int
+  shard_batch: int
+  steps_per_epoch: int
+  local_shards: tuple[int, ...]
+
+
+def shard_layout(data: ml_collections.ConfigDict, *, num_examples: int, global_batch: int,
+                 process_index: int = 0, process_count: int = 1) -> ShardLayout:
+  shards = data.num_shards or process_count
+  if shards % process_count:
+    raise ConfigError(f'config.data.num_shards={shards} must be a multiple of the {process_count} '
+                      f'processes (each process reads whole shards).')
+  if global_batch % shards:
+    raise ConfigError(f'batch size {global_batch} does not split over config.data.num_shards='
+                      f'{shards} data shards: use a multiple of {shards}.')
+  shard_batch = global_batch // shards
+  steps = (num_examples // shards) // shard_batch
+  if steps == 0:
+    raise ConfigError(f'batch size {global_batch} is larger than the {num_examples} training '
+                      f'examples of {data.name!r}.')
+  per_process = shards // process_count
+  local = tuple(range(process_index * per_process, (process_index + 1) * per_process))
+  return ShardLayout(shards, shard_batch, steps, local)
+
+
+def train_batches(data: ml_collections.ConfigDict, *, seed: int, layout: ShardLayout,
+                  start_step: int = 0) -> Iterator[Batch]:
+  """Yields this process's slice of every global training batch from ``start_step`` on, forever.
+
+  Each local shard is shuffled with seed (seed, epoch, shard) and augments example ``i`` with seed
+  (seed, epoch, shard, i); the process's batch is its shards' batches, concatenated in order.
+  """
   spec, builder = get_builder(data)
   train_ops = ops_lib.parse(data.train_ops)
-  split = _process_split(spec.train_split, process_index, process_count)
-  # Enumerate before the shuffle: the index names the example in its augmentation seed.
-  base = builder.as_dataset(split=split, shuffle_files=False).enumerate()
-  if data.cache:
-    base = base.cache()
-  num_local = builder.info.splits[split].num_examples
-  buffer = min(data.shuffle_buffer, num_local)
+  if _output_shape(spec, builder, train_ops).rank != 3:
+    raise ConfigError(f'train_ops {data.train_ops!r} must give one image per example '
+                      f'(ten_crop is an eval op).')
+  splits = tfds.even_splits(spec.train_split, n=layout.num_shards)
   preprocess = _preprocess_fn(spec, train_ops)
 
-  def epoch_dataset(epoch: int) -> tf.data.Dataset:
-    epoch_seed = (seed * 1_000_003 + epoch * 7_919 + process_index) % 2**31
-    ds = base.shuffle(buffer, seed=int(epoch_seed), reshuffle_each_iteration=False)
-    ds = ds.map(lambda i, ex: preprocess(tf.stack([tf.cast(epoch_seed, tf.int64), i]), ex),
+  def shard_bases(shard: int) -> tf.data.Dataset:
+    # Enumerate before the shuffle: the index names the example in its augmentation seed.
+    base = _as_dataset(builder, spec, splits[shard], train_ops).enumerate()
+    return base.cache() if data.cache else base
+
+  bases = {shard: shard_bases(shard) for shard in layout.local_shards}
+  buffer = min(data.shuffle_buffer, builder.info.splits[splits[0]].num_examples)
+
+  def shard_epoch(shard: int, epoch: int) -> tf.data.Dataset:
+    shard_seed = (seed * 1_000_003 + epoch * 7_919 + shard) % 2**31
+    ds = bases[shard].shuffle(buffer, seed=shard_seed, reshuffle_each_iteration=False)
+    ds = ds.map(lambda i, ex: preprocess(tf.stack([tf.constant(shard_seed, tf.int64), i]), ex),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(local_batch, drop_remainder=True).take(steps_per_epoch)
+    return ds.batch(layout.shard_batch, drop_remainder=True).take(layout.steps_per_epoch)
+
+  def epoch_dataset(epoch: int) -> tf.data.Dataset:
+    parts = tuple(shard_epoch(shard, epoch) for shard in layout.local_shards)
+    ds = parts[0] if len(parts) == 1 else tf.data.Dataset.zip(parts).map(
+        lambda *batches: {k: tf.concat([b[k] for b in batches], 0) for k in batches[0]})
     return ds.prefetch(data.prefetch or tf.data.AUTOTUNE)
 
-  epoch, skip = divmod(start_step, steps_per_epoch)
+  epoch, skip = divmod(start_step, layout.steps_per_epoch)
   while True:
     yield from epoch_dataset(epoch).skip(skip).as_numpy_iterator()
     epoch, skip = epoch + 1, 0
@@ -156,7 +229,7 @@ def eval_batches(data: ml_collections.ConfigDict, *, local_batch: int, process_i
   split = _process_split(spec.eval_split, process_index, process_count)
   total = builder.info.splits[spec.eval_split].num_examples
   num_batches = math.ceil(math.ceil(total / process_count) / local_batch)
-  ds = builder.as_dataset(split=split, shuffle_files=False).enumerate()
+  ds = _as_dataset(builder, spec, split, eval_ops).enumerate()
   preprocess = _preprocess_fn(spec, eval_ops, with_mask=True)
   ds = ds.map(lambda i, ex: preprocess(tf.stack([tf.constant(0, tf.int64), i]), ex),
               num_parallel_calls=tf.data.AUTOTUNE)

@@ -148,10 +148,9 @@ register('densenet', DenseNet)
 for _depth in IMAGENET_BLOCKS:
   register(f'densenet{_depth}', DenseNet, depth=_depth)
 register('densenet_cifar', DenseNet, stem='cifar', depth=100, growth_rate=12, num_classes=10)
-# Table 2 of the paper: DenseNet-BC (L, k) and the plain DenseNet (no bottleneck, no compression).
+# Table 2 of the paper: DenseNet-BC (L, k) and the basic DenseNet (no bottleneck, no compression).
 for _depth, _k in ((100, 12), (250, 24), (190, 40)):
   register(f'densenet_bc{_depth}_{_k}', DenseNet, stem='cifar', depth=_depth, growth_rate=_k,
            num_classes=10)
-for _depth, _k in ((40, 12), (100, 12), (100, 24)):
-  register(f'densenet{_depth}_{_k}', DenseNet, stem='cifar', depth=_depth, growth_rate=_k,
-           bottleneck=False, compression=1.0, num_classes=10)
+register('densenet40_12', DenseNet, stem='cifar', depth=40, growth_rate=12, bottleneck=False,
+         compression=1.0, num_classes=10)

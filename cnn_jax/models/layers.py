@@ -98,11 +98,11 @@ class LocalResponseNorm(nn.Module):
 
   b_i = a_i / (k + alpha * sum_{j=i-n/2}^{i+n/2} a_j^2)^beta, the sum clipped to the existing
   channels. The defaults are the paper's k=2, n=5, alpha=1e-4, beta=0.75, with alpha applied as is.
-  PyTorch's ``nn.LocalResponseNorm`` and Caffe's LRN divide alpha by n, so the same layer there is
-  ``LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)``. ``groups`` > 1 normalises each group of
-  channels on its own, as the two GPU towers of AlexNet did (a tower never saw the other's maps).
-  Computed in float32 whatever the input dtype: the sum of squares overflows or loses the small
-  alpha term in bfloat16.
+  PyTorch's ``nn.LocalResponseNorm`` (its documented formula has alpha/n) and Caffe's LRN divide
+  alpha by n, so the same layer there is ``LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2)``.
+  ``groups`` > 1 normalises each group of channels on its own, as the two GPU towers of AlexNet did
+  (a tower never saw the other's maps). Computed in float32 whatever the input dtype: with the 8-bit
+  mantissa of bfloat16, k + alpha * sum would round the small alpha term away.
   """
   depth: int = 5          # n
   k: float = 2.0

@@ -12,9 +12,11 @@ On ImageNet the stem (7x7/2 conv-BN-ReLU-max-pool) already ends in BN-ReLU, so t
 stage 1 has no pre-activation. Projection shortcuts are a 1x1 conv without BN.
 
 CIFAR nets (``stem='cifar'``): 3x3 conv 16, three stages at 16/32/64 planes, depth 9n+2 with
-bottlenecks (ResNet-164: 1.7M params, ResNet-1001: 10.3M; the paper prints 10.2M) or 6n+2 with
-basic units (``preact_resnet110`` uses option-A shortcuts, so it has exactly the parameters of the
-original ResNet-110, the pairing of the paper's Table 3).
+bottlenecks or 6n+2 with basic units. ResNet-164 has 1.70M parameters (paper: 1.7M). ResNet-1001
+has 10.33M where the paper (and the reference sheet) print 10.2M: the printed figure is the conv
+and fc weights alone (10.19M); BatchNorm's scale and bias add the rest. ``preact_resnet110`` uses
+option-A shortcuts, so it has exactly the parameters of the original ResNet-110 (1.7M), the pairing
+of the paper's Table 3.
 
 The pre-activation trunk (:func:`preact_trunk`) is shared with the Wide ResNet (wide_resnet.py).
 """
@@ -26,7 +28,6 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax import ConfigError
 from cnn_jax.models import layers, register
 from cnn_jax.models import resnet
 from cnn_jax.models.resnet import conv
@@ -156,6 +157,6 @@ for _depth in resnet.IMAGENET_LAYOUTS:
   register(f'preact_resnet{_depth}', PreActResNet, depth=_depth)
 for _depth in (164, 1001):
   register(f'preact_resnet{_depth}', PreActResNet, stem='cifar', depth=_depth, num_classes=10)
-for _depth in (20, 32, 44, 56, 110):
+for _depth in (20, 56, 110):
   register(f'preact_resnet{_depth}', PreActResNet, stem='cifar', depth=_depth, block='basic',
            shortcut='A', num_classes=10)

@@ -307,11 +307,13 @@ for _depth in (20, 32, 44, 56, 110):
 register('resnet_cifar', CifarResNet)
 
 register('resnet', ResNet)
-for _depth in IMAGENET_LAYOUTS:
+for _depth in (18, 34, 50, 101, 152):  # torchvision's depths; depth=200 is an argument away
   register(f'resnet{_depth}', ResNet, depth=_depth)
-  register(f'plain{_depth}', ResNet, depth=_depth, residual=False)
   if IMAGENET_LAYOUTS[_depth][0] == 'bottleneck':
     register(f'resnet{_depth}_v1', ResNet, depth=_depth, stride_on_3x3=False)
+# Plain twins (the paper's degradation experiment is 18 vs 34); residual=False works at any depth.
+for _depth in (18, 34, 50):
+  register(f'plain{_depth}', ResNet, depth=_depth, residual=False)
 # The shortcut ablation of the paper (Table 3, on ResNet-34); B is resnet34 itself.
 register('resnet34_a', ResNet, depth=34, shortcut='A')
 register('resnet34_c', ResNet, depth=34, shortcut='C')

@@ -14,10 +14,10 @@ from cnn_jax.models import register
 from cnn_jax.models.resnet import ResNet
 
 register('resnext', ResNet, depth=50, groups=32, width_per_group=4)
-for _depth in (50, 101):
-  for _groups, _width in ((32, 4), (32, 8), (64, 4)):
-    register(f'resnext{_depth}_{_groups}x{_width}d', ResNet, depth=_depth, groups=_groups,
-             width_per_group=_width)
+# The paper's ImageNet nets (50 32x4d; 101 32x4d and 64x4d) and torchvision's 101 32x8d.
+for _depth, _groups, _width in ((50, 32, 4), (101, 32, 4), (101, 32, 8), (101, 64, 4)):
+  register(f'resnext{_depth}_{_groups}x{_width}d', ResNet, depth=_depth, groups=_groups,
+           width_per_group=_width)
 for _groups in (8, 16):
   register(f'resnext29_{_groups}x64d', ResNet, stem='cifar', depth=29, groups=_groups,
            width_per_group=64, num_classes=10)

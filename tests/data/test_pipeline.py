@@ -13,6 +13,12 @@ def _batches(it, n):
   return [next(it) for _ in range(n)]
 
 
+def _train(config, *, seed=0, batch, steps=None, start_step=0, shards=1):
+  layout = pipeline.ShardLayout(num_shards=shards, shard_batch=batch // shards,
+                                steps_per_epoch=steps or 1437 // batch, local_shards=tuple(range(shards)))
+  return pipeline.train_batches(config.data, seed=seed, layout=layout, start_step=start_step)
+
+
 def test_digits_builder_splits_and_dtypes(data_dir):
   import tensorflow_datasets as tfds
   builder = tfds.builder('digits', data_dir=data_dir)
@@ -23,6 +29,27 @@ def test_digits_builder_splits_and_dtypes(data_dir):
   assert example['image'].max() <= 255 and 0 <= example['label'] < 10
 
 
+def test_process_slices_concatenate_to_the_single_process_batch(data_dir):
+  """With num_shards fixed, 2 processes read disjoint shards whose slices form the same batch."""
+  config = small_config(data_dir, data__num_shards=2)
+  layouts = [pipeline.shard_layout(config.data, num_examples=1437, global_batch=32, process_index=p,
+                                   process_count=n) for n, p in ((1, 0), (2, 0), (2, 1))]
+  assert [l.local_shards for l in layouts] == [(0, 1), (0,), (1,)]
+  whole, first, second = (_batches(pipeline.train_batches(config.data, seed=0, layout=l), 3)
+                          for l in layouts)
+  for w, a, b in zip(whole, first, second):
+    np.testing.assert_array_equal(w['image'], np.concatenate([a['image'], b['image']]))
+    np.testing.assert_array_equal(w['label'], np.concatenate([a['label'], b['label']]))
+
+
+def test_shard_layout_errors_name_the_fix(data_dir):
+  config = small_config(data_dir, data__num_shards=3)
+  with pytest.raises(ConfigError, match='num_shards=3 must be a multiple of the 2 processes'):
+    pipeline.shard_layout(config.data, num_examples=1437, global_batch=30, process_count=2)
+  with pytest.raises(ConfigError, match='batch size 32 does not split over .*use a multiple of 3'):
+    pipeline.shard_layout(config.data, num_examples=1437, global_batch=32)
+
+
 def test_dataset_info_gives_model_input(data_dir):
   info = pipeline.dataset_info(small_config(data_dir).data)
   assert info == pipeline.DatasetInfo(num_classes=10, image_shape=(32, 32, 1), num_train=1437,
@@ -31,7 +58,7 @@ def test_dataset_info_gives_model_input(data_dir):
 
 def test_train_batches_shapes_and_normalisation(data_dir):
   config = small_config(data_dir)
-  batch = next(pipeline.train_batches(config.data, seed=0, local_batch=16, steps_per_epoch=10))
+  batch = next(_train(config, batch=16))
   assert batch['image'].shape == (16, 32, 32, 1) and batch['image'].dtype == np.float32
   assert batch['label'].shape == (16,) and batch['label'].dtype == np.int32
   # normalize(mean=0.3, std=0.4): black pixels map to -0.75, white to 1.75.
@@ -40,11 +67,10 @@ def test_train_batches_shapes_and_normalisation(data_dir):
 
 def test_train_batches_are_a_function_of_seed_and_step(data_dir):
   config = small_config(data_dir)
-  kwargs = dict(local_batch=32, steps_per_epoch=44)
-  first = _batches(pipeline.train_batches(config.data, seed=0, **kwargs), 50)
-  again = _batches(pipeline.train_batches(config.data, seed=0, **kwargs), 50)
-  resumed = _batches(pipeline.train_batches(config.data, seed=0, start_step=47, **kwargs), 3)
-  other_seed = next(pipeline.train_batches(config.data, seed=1, **kwargs))
+  first = _batches(_train(config, batch=32), 50)
+  again = _batches(_train(config, batch=32), 50)
+  resumed = _batches(_train(config, batch=32, start_step=47), 3)
+  other_seed = next(_train(config, batch=32, seed=1))
   for a, b in zip(first, again):
     np.testing.assert_array_equal(a['image'], b['image'])
   for a, b in zip(first[47:], resumed):  # resuming inside epoch 2 gives the same batches
@@ -56,7 +82,7 @@ def test_train_batches_are_a_function_of_seed_and_step(data_dir):
 
 def test_random_crop_varies_and_eval_is_deterministic(data_dir):
   config = small_config(data_dir, data__shuffle_buffer=1)  # no shuffle: same examples every epoch
-  train = _batches(pipeline.train_batches(config.data, seed=0, local_batch=32, steps_per_epoch=1), 2)
+  train = _batches(_train(config, batch=32, steps=1), 2)
   np.testing.assert_array_equal(train[0]['label'], train[1]['label'])
   assert not np.array_equal(train[0]['image'], train[1]['image'])  # different crops per epoch
   eval_a = list(pipeline.eval_batches(config.data, local_batch=32))
@@ -122,4 +148,4 @@ def test_manual_dataset_names_the_archives(tmp_path):
 def test_unknown_preprocessing_op(data_dir):
   config = small_config(data_dir, data__train_ops='resize(32) | pad_crop(4)')
   with pytest.raises(ConfigError, match=r"unknown preprocessing op 'pad_crop'.*pad_random_crop"):
-    next(pipeline.train_batches(config.data, seed=0, local_batch=8, steps_per_epoch=1))
+    next(_train(config, batch=8))

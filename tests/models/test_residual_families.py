@@ -16,12 +16,12 @@ import pytest
 
 from cnn_jax import ConfigError
 from cnn_jax.models import _REGISTRY, get_model, layers, names
-from cnn_jax.models.densenet import DenseNet
 from cnn_jax.models.preact_resnet import PreActResNet
 from cnn_jax.models.resnet import CifarResNet, ResNet
 from cnn_jax.models.wide_resnet import WideResNet
 
-FAMILY_MODULES = {'cnn_jax.models.' + m for m in ('resnet', 'preact_resnet', 'wide_resnet', 'resnext', 'densenet')}
+FAMILY_MODULES = {f'cnn_jax.models.{family}'
+                  for family in ('resnet', 'preact_resnet', 'wide_resnet', 'resnext', 'densenet')}
 
 
 def _factory_class(name: str) -> type:
@@ -36,13 +36,17 @@ def _input_size(model: nn.Module) -> int:
   return 32 if getattr(model, 'stem', 'cifar') == 'cifar' or isinstance(model, CifarResNet) else 224
 
 
-@functools.lru_cache(maxsize=None)
 def abstract_init(name: str, size: int | None = None, capture: bool = False, **kwargs):
   """(logits, variables) as ShapeDtypeStructs for a batch of 2 images; ``capture`` adds every
   module's output to ``variables['intermediates']``."""
   model = get_model(name, **kwargs)
-  size = size or _input_size(model)
+  return _abstract_init(model, size or _input_size(model), capture)
 
+
+@functools.lru_cache(maxsize=None)
+def _abstract_init(model: nn.Module, size: int, capture: bool):
+  # Cached per configuration (modules are frozen dataclasses), so aliases such as 'resnet' and
+  # 'resnet50' are traced once.
   def init():
     return model.init_with_output({'params': jax.random.key(0)}, jnp.zeros((2, size, size, 3)),
                                   train=False, capture_intermediates=capture)
@@ -72,7 +76,7 @@ PAPER_COUNTS_M = {
     'wrn28_10': 36.5, 'wrn16_8': 11.0, 'wrn40_4': 8.9,
     'resnext29_8x64d': 34.4, 'resnext29_16x64d': 68.1,
     'densenet264': 33.3, 'densenet_bc100_12': 0.8, 'densenet_bc250_24': 15.3, 'densenet_bc190_40': 25.6,
-    'densenet40_12': 1.0, 'densenet100_12': 7.0, 'densenet100_24': 27.2,
+    'densenet40_12': 1.0,
 }
 
 
@@ -124,10 +128,9 @@ def test_output_shape_of_every_registered_name(name):
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables['params']))
 
 
-@pytest.mark.parametrize('name', ['resnet18', 'resnet50', 'preact_resnet34', 'resnext50_32x4d', 'densenet121'])
-@pytest.mark.parametrize('size', [97, 160])
-def test_any_input_size(name, size):
-  logits, _ = abstract_init(name, size, num_classes=7)
+@pytest.mark.parametrize('name', ['resnet18', 'resnet50_v1', 'preact_resnet34', 'densenet121'])
+def test_any_input_size(name):
+  logits, _ = abstract_init(name, 97, num_classes=7)  # odd sizes at every stride
   assert logits.shape == (2, 7)
 
 
@@ -170,12 +173,13 @@ def test_densenet121_concatenates_and_compresses():
 # Tiny members of each residual family, covering every residual block type (v1 basic with option A
 # and B shortcuts, v1 bottleneck with groups, pre-activation basic and bottleneck, the wide unit).
 TINY = {
-    'cifar_resnet': (CifarResNet, dict(depth=14, width=4)),
+    'cifar_resnet': (CifarResNet, dict(depth=14, width=4)),  # two blocks per stage
     'resnet_basic': (ResNet, dict(stem='cifar', block='basic', depth=8, base_width=4, num_classes=10)),
-    'resnext': (ResNet, dict(stem='cifar', depth=11, base_width=8, groups=2, width_per_group=16, num_classes=10)),
-    'preact_basic': (PreActResNet, dict(stem='cifar', block='basic', depth=14, base_width=4, num_classes=10)),
+    'resnext': (ResNet, dict(stem='cifar', depth=11, base_width=8, groups=2, width_per_group=16,
+                             num_classes=10)),
+    'preact_basic': (PreActResNet, dict(stem='cifar', block='basic', depth=8, base_width=4, num_classes=10)),
     'preact_bottleneck': (PreActResNet, dict(stem='cifar', depth=11, base_width=4, num_classes=10)),
-    'wrn': (WideResNet, dict(depth=16, widen_factor=1)),
+    'wrn': (WideResNet, dict(depth=10, widen_factor=2)),
 }
 IMAGES = jax.random.normal(jax.random.key(1), (2, 8, 8, 3))
 
@@ -217,23 +221,22 @@ def _block_index(path: str) -> tuple[int, int]:
 @pytest.mark.parametrize('family', sorted(TINY))
 def test_survival_prob_one_is_the_net_without_stochastic_depth(family):
   variables = _tiny_variables(family)
+  train = lambda model, **kw: model.apply(variables, IMAGES, train=True, mutable=['batch_stats'], **kw)[0]
 
   @jax.jit
-  def outputs():
-    train = lambda model, **kw: model.apply(variables, IMAGES, train=True, mutable=['batch_stats'], **kw)[0]
-    with_key = lambda model, seed: train(model, rngs={'dropout': jax.random.key(seed)})
-    return (train(_tiny(family)), with_key(_tiny(family, survival_prob_last=1.0), 0),
-            with_key(_tiny(family, survival_prob_last=1.0), 1),
+  def outputs(key):
+    return (train(_tiny(family)), train(_tiny(family, survival_prob_last=1.0), rngs={'dropout': key}),
             # Stochastic depth adds no parameters: the same variables drive the net with p_L < 1.
-            with_key(_tiny(family, survival_prob_last=0.01), 0))
+            train(_tiny(family, survival_prob_last=0.01), rngs={'dropout': key}))
 
-  reference, seed0, seed1, dropped = outputs()
-  np.testing.assert_array_equal(seed0, reference)
-  np.testing.assert_array_equal(seed1, reference)
-  assert not np.allclose(dropped, reference)
+  for seed in (0, 1):
+    reference, kept, dropped = outputs(jax.random.key(seed))
+    np.testing.assert_array_equal(kept, reference)
+    assert not np.allclose(dropped, reference)
 
 
-@pytest.mark.parametrize('family', sorted(TINY))
+# One net per way of wiring the blocks: CifarResNet, ResNet, PreActResNet, and the WRN.
+@pytest.mark.parametrize('family', ['cifar_resnet', 'resnext', 'preact_bottleneck', 'wrn'])
 def test_surviving_blocks_follow_the_linear_rule(family):
   draws, last = 400, 0.5
   model = _tiny(family, survival_prob_last=last)
@@ -300,17 +303,19 @@ def test_evaluation_is_deterministic_and_scales_branches(family):
 def test_dropout_is_random_in_training_only():
   model = WideResNet(depth=10, widen_factor=1, dropout_rate=0.3)
   variables = random_variables(model)
+  # rbg keys: XLA:CPU compiles threefry's bit generation for a whole activation slowly (seconds).
 
   @jax.jit
-  def outputs():
-    train = lambda seed: model.apply(variables, IMAGES, train=True, mutable=['batch_stats'],
-                                     rngs={'dropout': jax.random.key(seed)})[0]
-    evaluate = lambda m: m.apply(variables, IMAGES, train=False)
-    return train(0), train(1), evaluate(model), evaluate(WideResNet(depth=10, widen_factor=1))
+  def outputs(key):
+    train = model.apply(variables, IMAGES, train=True, mutable=['batch_stats'], rngs={'dropout': key})[0]
+    evaluate = lambda m: m.apply(variables, IMAGES, train=False, rngs={'dropout': key})
+    return train, evaluate(model), evaluate(WideResNet(depth=10, widen_factor=1))
 
-  train0, train1, evaluated, without_dropout = outputs()
+  train0, evaluated0, without_dropout = outputs(jax.random.key(0, impl='rbg'))
+  train1, evaluated1, _ = outputs(jax.random.key(1, impl='rbg'))
   assert not np.allclose(train0, train1)
-  np.testing.assert_array_equal(evaluated, without_dropout)
+  np.testing.assert_array_equal(evaluated0, evaluated1)
+  np.testing.assert_array_equal(evaluated0, without_dropout)
 
 
 def test_bfloat16_compute_and_bn_groups():
@@ -318,17 +323,18 @@ def test_bfloat16_compute_and_bn_groups():
                               num_classes=3, dtype=jnp.bfloat16, bn_group_size=group)
   variables = random_variables(tiny(1))
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables['params']))
+  other_batch = IMAGES.at[1].set(3.0 * IMAGES[1] + 1.0)  # same first image, different second
 
   @functools.partial(jax.jit, static_argnums=0)
   def train_logits(group, images):
     return tiny(group).apply(variables, images, train=True, mutable=['batch_stats'])[0]
 
-  pair = train_logits(1, IMAGES)
-  assert pair.dtype == jnp.float32 and pair.shape == (2, 3)
+  logits = train_logits(1, IMAGES)
+  assert logits.dtype == jnp.float32 and logits.shape == (2, 3)
   # Groups of one image: each image is normalised with its own statistics, so its logits do not
   # depend on the rest of the batch; with global statistics they do.
-  np.testing.assert_allclose(pair[0], train_logits(1, IMAGES[:1])[0], atol=0.05)
-  assert np.abs(train_logits(None, IMAGES)[0] - train_logits(None, IMAGES[:1])[0]).max() > 0.2
+  np.testing.assert_allclose(logits[0], train_logits(1, other_batch)[0], atol=1e-3)
+  assert np.abs(train_logits(None, IMAGES)[0] - train_logits(None, other_batch)[0]).max() > 0.1
 
 
 # ----------------------------------------------------------------------------- invalid arguments

@@ -1,0 +1,94 @@
+"""Many hosts on one machine: 2 processes x 4 CPU devices, jax.distributed over gloo.
+
+Every subprocess has a timeout, so a hang fails the test instead of stalling CI.
+"""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+
+from cnn_jax import checkpoint, train
+from tests.conftest import REPO, run_main, small_config
+
+# A constant rate makes "20 steps, stop, resume to 40" the same run as "40 steps".
+ARGS = ['--config.schedule.name=constant', '--config.schedule.warmup=0', '--config.data.num_shards=2',
+        '--config.checkpoint_every_steps=10', '--config.log_every_steps=10',
+        '--config.eval_every_epochs=100']
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    return s.getsockname()[1]
+
+
+def _launch(args, data_dir, timeout=300):
+  env = dict(os.environ, TFDS_DATA_DIR=data_dir)
+  return subprocess.run(['bash', 'launch/local_multiprocess.sh', '--processes=2', '--devices=4',
+                         f'--port={_free_port()}', '--', *args], cwd=REPO, env=env,
+                        capture_output=True, text=True, timeout=timeout)
+
+
+def _params(workdir, data_dir):
+  config = small_config(data_dir, schedule__name='constant', schedule__warmup=0)
+  setup = train.build(config)
+  state = checkpoint.restore_latest(checkpoint.make_manager(workdir, config), train.init_state(setup, 0))
+  return int(state.step), jax.tree.map(np.asarray, (state.params, state.opt_state))
+
+
+def test_two_processes_match_one_process_and_resume_together(data_dir, tmp_path):
+  reference = str(tmp_path / 'one_process')
+  result = run_main(ARGS + ['--config.num_train_steps=40', f'--workdir={reference}'], devices=8,
+                    data_dir=data_dir)
+  assert result.returncode == 0, result.stderr[-3000:]
+
+  workdir = str(tmp_path / 'two_processes')
+  first = _launch(ARGS + ['--config.num_train_steps=20', f'--workdir={workdir}'], data_dir)
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == ['10', '20']
+  second = _launch(ARGS + ['--config.num_train_steps=40', f'--workdir={workdir}'], data_dir)
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert 'resumed from step 20' in second.stdout
+  # Only process 0 reports: one final line, one metrics file.
+  assert second.stdout.count('final eval accuracy') == 1
+  assert second.stdout.strip().splitlines()[-1] == result.stdout.strip().splitlines()[-1]
+
+  step_a, tree_a = _params(reference, data_dir)
+  step_b, tree_b = _params(workdir, data_dir)
+  assert step_a == step_b == 40
+  for a, b in zip(jax.tree.leaves(tree_a), jax.tree.leaves(tree_b)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_a_killed_process_makes_the_other_exit_with_an_error(data_dir, tmp_path):
+  port = _free_port()
+  env = dict(os.environ, TFDS_DATA_DIR=data_dir, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             PYTHONUNBUFFERED='1')
+  procs = [subprocess.Popen(
+      [sys.executable, '-m', 'cnn_jax.main', f'--workdir={tmp_path}', f'--coordinator_address=localhost:{port}',
+       '--num_processes=2', f'--process_id={i}', '--heartbeat_timeout=5', '--config.num_epochs=1000',
+       '--config.log_every_steps=5'], cwd=REPO, env=env, stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  try:
+    deadline = time.time() + 180
+    while time.time() < deadline:  # wait until training runs on both processes
+      line = procs[0].stdout.readline()
+      if line.startswith('step '):
+        break
+    else:
+      raise AssertionError('training never started')
+    procs[1].send_signal(signal.SIGKILL)
+    killed_at = time.time()
+    _, stderr = procs[0].communicate(timeout=120)
+    elapsed = time.time() - killed_at
+  finally:
+    for p in procs:
+      p.kill()
+  assert procs[0].returncode != 0
+  assert elapsed < 60
+  assert 'another task died' in stderr or 'stopped sending heartbeats' in stderr, stderr[-2000:]
