@@ -17,7 +17,7 @@ import optax
 from cnn_jax import ConfigError
 
 OPTIMIZERS = ('sgd', 'adam', 'adamw')
-SCHEDULES = ('constant', 'piecewise', 'cosine')
+SCHEDULES = ('constant', 'piecewise', 'cosine', 'plateau')
 
 
 def _unknown(kind: str, name: str, valid: tuple[str, ...]) -> ConfigError:
@@ -41,7 +41,7 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
   sched = config.schedule
   base_lr = config.optimizer.learning_rate
   warmup = _to_steps([sched.warmup], sched.unit, steps_per_epoch)[0]
-  if sched.name == 'constant':
+  if sched.name in ('constant', 'plateau'):  # plateau: constant, times make_plateau's scale
     main = optax.constant_schedule(base_lr)
   elif sched.name == 'piecewise':
     boundaries = _to_steps(sched.boundaries, sched.unit, steps_per_epoch)
@@ -62,6 +62,20 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
   else:
     ramp = optax.linear_schedule(start, base_lr, warmup)
   return optax.join_schedules([ramp, main], [warmup])
+
+
+def make_plateau(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs | None:
+  """"Divide by 10 when validation accuracy plateaus" (AlexNet, VGG), or None.
+
+  Driven by the validation error after each evaluation, not by the training loss: ``patience`` and
+  ``cooldown`` count evaluations. Its state (the current scale) is part of the checkpoint.
+  """
+  sched = config.schedule
+  if sched.name != 'plateau':
+    return None
+  return optax.contrib.reduce_on_plateau(factor=sched.decay_factor, patience=sched.patience,
+                                         rtol=0.0, atol=sched.plateau_min_delta,
+                                         cooldown=sched.cooldown, min_scale=sched.min_scale)
 
 
 def decay_mask(params: Any, decay_all: bool) -> Any:

@@ -34,6 +34,7 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
+  plateau: Any    # reduce_on_plateau state (its scale multiplies the updates), or () without it
   rng: jax.Array  # raw uint32 key; the step's dropout key is fold_in(rng, step)
 
 
@@ -53,6 +54,7 @@ EVAL_SUMS = ('loss', 'correct', 'correct_top5', 'count')
 class Setup:
   model: nn.Module = flax.struct.field(pytree_node=False)
   tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+  plateau: Any = flax.struct.field(pytree_node=False)
   schedule: Callable[[int], Any] = flax.struct.field(pytree_node=False)
   info: pipeline.DatasetInfo = flax.struct.field(pytree_node=False)
   mesh: Any = flax.struct.field(pytree_node=False)
@@ -69,6 +71,10 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   model_kwargs = dict(config.model)
   name = model_kwargs.pop('name')
   model_kwargs.setdefault('num_classes', info.num_classes)
+  if isinstance(model_kwargs.get('dtype'), str):
+    model_kwargs['dtype'] = jnp.dtype(model_kwargs['dtype'])
+  if config.mixed_precision:  # parameters stay float32: the models cast inputs to dtype
+    model_kwargs['dtype'] = jnp.bfloat16
   model = models.get_model(name, **model_kwargs)
   layout = pipeline.shard_layout(config.data, num_examples=info.num_train,
                                  global_batch=config.batch_size, process_index=jax.process_index(),
@@ -77,7 +83,8 @@ def build(config: ml_collections.ConfigDict) -> Setup:
   total_steps = config.num_train_steps or int(config.num_epochs * steps_per_epoch)
   schedule = optim.make_schedule(config, steps_per_epoch, total_steps)
   tx = optim.make_optimizer(config, schedule)
-  return Setup(model, tx, schedule, info, mesh, local_batch, layout, total_steps)
+  return Setup(model, tx, optim.make_plateau(config), schedule, info, mesh, local_batch, layout,
+               total_steps)
 
 
 def init_state(setup: Setup, seed: int) -> TrainState:
@@ -89,7 +96,8 @@ def init_state(setup: Setup, seed: int) -> TrainState:
     params = variables['params']
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       batch_stats=variables.get('batch_stats', {}),
-                      opt_state=setup.tx.init(params), rng=state_rng)
+                      opt_state=setup.tx.init(params),
+                      plateau=setup.plateau.init(params) if setup.plateau else (), rng=state_rng)
   return jax.jit(init, out_shardings=parallel.replicated(setup.mesh))(jax.random.PRNGKey(seed))
 
 
@@ -123,6 +131,8 @@ def make_train_step(setup: Setup, config: ml_collections.ConfigDict):
 
     grads, (main_loss, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
+    if setup.plateau:
+      updates = jax.tree.map(lambda u: u * state.plateau.scale, updates)
     params = optax.apply_updates(state.params, updates)
     n = jnp.asarray(logits.shape[0], jnp.float32)
     sums = {'loss': sums['loss'] + main_loss * n,
@@ -141,8 +151,14 @@ def make_eval_step(setup: Setup):
   top_k = min(5, setup.info.num_classes)
 
   def eval_step(state: TrainState, sums: dict, batch: dict):
+    images = batch['image']
+    views = images.shape[1] if images.ndim == 5 else 0  # multi-crop: [batch, views, H, W, C]
+    if views:
+      images = images.reshape((-1,) + images.shape[2:])
     logits = setup.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
-                               batch['image'], train=False)
+                               images, train=False)
+    if views:  # ten-crop evaluation averages the views' logits
+      logits = logits.reshape((-1, views, logits.shape[-1])).mean(axis=1)
     mask, labels = batch['mask'], batch['label']
     loss = cross_entropy(logits, labels)
     in_top_k = jnp.any(jax.lax.top_k(logits, top_k)[1] == labels[:, None], axis=-1)
@@ -153,6 +169,21 @@ def make_eval_step(setup: Setup):
 
   repl, data = parallel.replicated(setup.mesh), parallel.batch_sharded(setup.mesh)
   return jax.jit(eval_step, in_shardings=(repl, repl, data), out_shardings=repl, donate_argnums=(1,))
+
+
+def make_plateau_step(setup: Setup):
+  """Returns the jitted ``(state, validation_error) -> state`` that feeds reduce_on_plateau."""
+  def plateau_step(state: TrainState, error: jax.Array) -> TrainState:
+    _, plateau = setup.plateau.update(jax.tree.map(jnp.zeros_like, state.params), state.plateau,
+                                      value=error)
+    return state.replace(plateau=plateau)
+  repl = parallel.replicated(setup.mesh)
+  return jax.jit(plateau_step, in_shardings=(repl, None), out_shardings=repl, donate_argnums=(0,))
+
+
+def learning_rate(setup: Setup, state: TrainState, step: int) -> float:
+  scale = float(state.plateau.scale) if setup.plateau else 1.0
+  return float(setup.schedule(step)) * scale
 
 
 def evaluate(setup: Setup, config: ml_collections.ConfigDict, eval_step, state: TrainState) -> dict:
@@ -197,6 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                setup.mesh.devices.size)
 
   train_step, eval_step = make_train_step(setup, config), make_eval_step(setup)
+  plateau_step = make_plateau_step(setup) if setup.plateau else None
   batches = pipeline.train_batches(config.data, seed=config.seed, layout=setup.layout,
                                    start_step=step)
   eval_every = max(1, int(config.eval_every_epochs * setup.layout.steps_per_epoch))
@@ -212,7 +244,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         host = jax.device_get(sums)  # the only host sync of the training phase
         now = time.time()
         metrics = {'loss': host['loss'] / host['count'], 'accuracy': host['correct'] / host['count'],
-                   'learning_rate': float(setup.schedule(step - 1)),
+                   'learning_rate': learning_rate(setup, state, step - 1),
                    'images_per_sec': (step - last_log_step) * config.batch_size / (now - last_log_time)}
         reporter.write(step, 'train', metrics)
         reporter.progress(step, metrics)
@@ -220,6 +252,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         last_log_time, last_log_step = time.time(), step
       if step % eval_every == 0 or step == setup.total_steps:
         eval_metrics = evaluate(setup, config, eval_step, state)
+        if setup.plateau:
+          state = plateau_step(state, jnp.float32(1.0 - eval_metrics['accuracy']))
         reporter.write(step, 'eval', eval_metrics)
         reporter.message(f'eval step {step} epoch {step / setup.layout.steps_per_epoch:.1f}: '
                          f'loss {eval_metrics["loss"]:.4f} top-1 {eval_metrics["accuracy"]:.4f} '

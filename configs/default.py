@@ -45,7 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer.decay_all_params = False       # False: no decay on biases and BatchNorm
 
   config.schedule = ml_collections.ConfigDict()
-  config.schedule.name = 'cosine'       # constant, piecewise, cosine
+  config.schedule.name = 'cosine'       # constant, piecewise, cosine, plateau
   config.schedule.unit = 'epochs'       # unit of warmup and boundaries: epochs or steps
   config.schedule.warmup = 1
   config.schedule.warmup_lr = None      # warm-up start (linear) or level (constant); None = 0
@@ -53,6 +53,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.schedule.boundaries = ()       # piecewise: where the rate is multiplied by decay_factor
   config.schedule.decay_factor = 0.1
   config.schedule.final_fraction = 0.0  # cosine: final rate as a fraction of the base rate
+  config.schedule.patience = 5          # plateau: evaluations without improvement before a cut
+  config.schedule.cooldown = 0          # plateau: evaluations to wait after a cut
+  config.schedule.plateau_min_delta = 1e-3  # plateau: error decrease that counts as improvement
+  config.schedule.min_scale = 1e-3      # plateau: the rate never falls below base * min_scale
+
+  config.mixed_precision = False        # bfloat16 compute; float32 params, optimiser, BatchNorm stats
 
   config.batch_size = 64                # global, over all devices of all hosts
   config.num_epochs = 30

@@ -39,6 +39,7 @@ if [[ "$dry_run" == 1 ]]; then
 fi
 
 pids=()
+# shellcheck disable=SC2329  # called by the trap
 cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
 for ((i = 0; i < processes; i++)); do

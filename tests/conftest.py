@@ -10,6 +10,19 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.fixture(scope='session', autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One persistent XLA cache for the session: runs that compile the same step (resume tests,
+  repeated CLI runs in subprocesses) compile it once."""
+  import jax
+  path = str(tmp_path_factory.mktemp('xla_cache'))
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = path
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0'
+  jax.config.update('jax_compilation_cache_dir', path)
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', 0)
+  return path
+
+
 @pytest.fixture(scope='session')
 def data_dir(tmp_path_factory) -> str:
   """A tfds data dir with digits prepared once for the whole session."""

@@ -115,7 +115,7 @@ def test_every_step_of_training_lowers_the_loss_of_a_batchnorm_net(data_dir, tmp
     (dict(model__name='resnet_cifar', model__depth=21), r'6n\+2.*20 and 26'),
     (dict(data__name='cifar11'), r"unknown data set 'cifar11'.*Valid names: cifar10, cifar100, digits"),
     (dict(optimizer__name='adagrad'), r"unknown optimizer 'adagrad'.*Valid names: sgd, adam, adamw"),
-    (dict(schedule__name='plateau'), r"unknown schedule 'plateau'.*Valid names: constant, piecewise"),
+    (dict(schedule__name='step'), r"unknown schedule 'step'.*Valid names: constant, piecewise"),
     (dict(batch_size=5000), r'larger than the 1437 training examples'),
 ])
 def test_bad_config_is_caught_before_compiling(data_dir, overrides, message):

@@ -22,6 +22,8 @@ class DatasetSpec:
   manual: bool = False           # tfds needs the files placed in manual_dir by hand
 
 
+# Split names as the tfds 4.9 builders define them (checked on mocked data in
+# tests/data/test_datasets_mock.py): ImageNet's labelled held-out split is 'validation'.
 DATASETS: dict[str, DatasetSpec] = {
     'digits': DatasetSpec('digits', builds_offline=True),
     'mnist': DatasetSpec('mnist'),

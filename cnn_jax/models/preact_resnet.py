@@ -157,6 +157,6 @@ for _depth in resnet.IMAGENET_LAYOUTS:
   register(f'preact_resnet{_depth}', PreActResNet, depth=_depth)
 for _depth in (164, 1001):
   register(f'preact_resnet{_depth}', PreActResNet, stem='cifar', depth=_depth, num_classes=10)
-for _depth in (20, 56, 110):
-  register(f'preact_resnet{_depth}', PreActResNet, stem='cifar', depth=_depth, block='basic',
-           shortcut='A', num_classes=10)
+# The pre-activation twin of the original ResNet-110 (the paper's Table 3).
+register('preact_resnet110', PreActResNet, stem='cifar', depth=110, block='basic', shortcut='A',
+         num_classes=10)

@@ -36,11 +36,15 @@ def _input_size(model: nn.Module) -> int:
   return 32 if getattr(model, 'stem', 'cifar') == 'cifar' or isinstance(model, CifarResNet) else 224
 
 
-def abstract_init(name: str, size: int | None = None, capture: bool = False, **kwargs):
-  """(logits, variables) as ShapeDtypeStructs for a batch of 2 images; ``capture`` adds every
-  module's output to ``variables['intermediates']``."""
+# Nets whose every module output is inspected; they are traced once, with capture, for all tests.
+CAPTURED = ('resnet18', 'resnet50', 'resnet50_v1', 'resnext50_32x4d', 'preact_resnet50', 'densenet121')
+
+
+def abstract_init(name: str, size: int | None = None, **kwargs):
+  """(logits, variables) as ShapeDtypeStructs for a batch of 2 images; for the ``CAPTURED`` nets,
+  ``variables['intermediates']`` holds every module's output."""
   model = get_model(name, **kwargs)
-  return _abstract_init(model, size or _input_size(model), capture)
+  return _abstract_init(model, size or _input_size(model), name in CAPTURED and not kwargs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -128,7 +132,7 @@ def test_output_shape_of_every_registered_name(name):
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables['params']))
 
 
-@pytest.mark.parametrize('name', ['resnet18', 'resnet50_v1', 'preact_resnet34', 'densenet121'])
+@pytest.mark.parametrize('name', ['resnet50_v1', 'preact_resnet34', 'densenet121'])
 def test_any_input_size(name):
   logits, _ = abstract_init(name, 97, num_classes=7)  # odd sizes at every stride
   assert logits.shape == (2, 7)
@@ -141,7 +145,7 @@ def _block_output(intermediates, module: str):
 @pytest.mark.parametrize('name, expansion', [('resnet18', 1), ('resnet50', 4), ('resnet50_v1', 4),
                                              ('resnext50_32x4d', 4), ('preact_resnet50', 4)])
 def test_imagenet_stage_shapes(name, expansion):
-  inter = abstract_init(name, capture=True)[1]['intermediates']
+  inter = abstract_init(name)[1]['intermediates']
   assert _block_output(inter, 'conv1') == (2, 112, 112, 64)
   last = {1: 2, 2: 2, 3: 2, 4: 2} if name == 'resnet18' else {1: 3, 2: 4, 3: 6, 4: 3}
   for stage, (size, planes) in enumerate(((56, 64), (28, 128), (14, 256), (7, 512)), start=1):
@@ -149,7 +153,7 @@ def test_imagenet_stage_shapes(name, expansion):
 
 
 def test_v1_strides_the_first_1x1_and_v15_the_3x3():
-  stage2 = lambda name: abstract_init(name, capture=True)[1]['intermediates']['stage2_block1']
+  stage2 = lambda name: abstract_init(name)[1]['intermediates']['stage2_block1']
   conv_shape = lambda name, conv: _block_output(stage2(name), conv)[1]
   assert (conv_shape('resnet50', 'conv1'), conv_shape('resnet50', 'conv2')) == (56, 28)
   assert (conv_shape('resnet50_v1', 'conv1'), conv_shape('resnet50_v1', 'conv2')) == (28, 28)
@@ -162,7 +166,7 @@ def test_resnext_uses_grouped_3x3():
 
 
 def test_densenet121_concatenates_and_compresses():
-  inter = abstract_init('densenet121', capture=True)[1]['intermediates']
+  inter = abstract_init('densenet121')[1]['intermediates']
   assert _block_output(inter, 'block1_layer6') == (2, 56, 56, 64 + 6 * 32)
   assert _block_output(inter, 'transition1') == (2, 28, 28, 128)
   assert _block_output(inter, 'block4_layer16') == (2, 7, 7, 512 + 16 * 32)
@@ -170,14 +174,13 @@ def test_densenet121_concatenates_and_compresses():
 
 # ----------------------------------------------------------------------------- stochastic depth
 
-# Tiny members of each residual family, covering every residual block type (v1 basic with option A
-# and B shortcuts, v1 bottleneck with groups, pre-activation basic and bottleneck, the wide unit).
+# Tiny members of each residual family, one per network class that wires stochastic depth, and
+# together every residual block type: v1 basic (option A), v1 bottleneck with groups and option-B
+# projections, pre-activation bottleneck, pre-activation basic with dropout support (the WRN unit).
 TINY = {
     'cifar_resnet': (CifarResNet, dict(depth=14, width=4)),  # two blocks per stage
-    'resnet_basic': (ResNet, dict(stem='cifar', block='basic', depth=8, base_width=4, num_classes=10)),
     'resnext': (ResNet, dict(stem='cifar', depth=11, base_width=8, groups=2, width_per_group=16,
                              num_classes=10)),
-    'preact_basic': (PreActResNet, dict(stem='cifar', block='basic', depth=8, base_width=4, num_classes=10)),
     'preact_bottleneck': (PreActResNet, dict(stem='cifar', depth=11, base_width=4, num_classes=10)),
     'wrn': (WideResNet, dict(depth=10, widen_factor=2)),
 }
@@ -218,83 +221,83 @@ def _block_index(path: str) -> tuple[int, int]:
   return int(stage), int(block)
 
 
-@pytest.mark.parametrize('family', sorted(TINY))
-def test_survival_prob_one_is_the_net_without_stochastic_depth(family):
-  variables = _tiny_variables(family)
-  train = lambda model, **kw: model.apply(variables, IMAGES, train=True, mutable=['batch_stats'], **kw)[0]
-
-  @jax.jit
-  def outputs(key):
-    return (train(_tiny(family)), train(_tiny(family, survival_prob_last=1.0), rngs={'dropout': key}),
-            # Stochastic depth adds no parameters: the same variables drive the net with p_L < 1.
-            train(_tiny(family, survival_prob_last=0.01), rngs={'dropout': key}))
-
-  for seed in (0, 1):
-    reference, kept, dropped = outputs(jax.random.key(seed))
-    np.testing.assert_array_equal(kept, reference)
-    assert not np.allclose(dropped, reference)
+SURVIVAL_PROB_LAST = 0.5
+MONTE_CARLO_DRAWS = 400
 
 
-# One net per way of wiring the blocks: CifarResNet, ResNet, PreActResNet, and the WRN.
-@pytest.mark.parametrize('family', ['cifar_resnet', 'resnext', 'preact_bottleneck', 'wrn'])
-def test_surviving_blocks_follow_the_linear_rule(family):
-  draws, last = 400, 0.5
-  model = _tiny(family, survival_prob_last=last)
-  variables = _tiny_variables(family)
+@functools.lru_cache(maxsize=None)
+def _stochastic_depth_outputs(family: str):
+  """Everything the stochastic depth tests look at, from one compilation per family (XLA:CPU
+  compile time dominates): training outputs with p_L = 1 and without stochastic depth, evaluation
+  outputs with each branch before and after StochasticDepth, for dropout keys 0 and 1; and which
+  blocks survive in ``MONTE_CARLO_DRAWS`` training passes. Also each module's probability by path."""
+  variables = _tiny_variables(family)  # initialised without stochastic depth
+  model = _tiny(family, survival_prob_last=SURVIVAL_PROB_LAST)
+  probs_by_path = {}
   is_sd = lambda module, _: isinstance(module, layers.StochasticDepth)
 
-  @jax.jit
-  def kept_per_block(keys):
-    def one(key):
-      _, state = model.apply(variables, IMAGES, train=True, rngs={'dropout': key},
-                             mutable=['batch_stats', 'intermediates'], capture_intermediates=is_sd)
-      flat = jax.tree_util.tree_flatten_with_path(state['intermediates'])[0]
-      # A dropped branch is all zeros; a kept one (random weights) is not.
-      return {jax.tree_util.keystr(path): jnp.any(leaf != 0) for path, leaf in flat}
-    return jax.vmap(one)(keys)
+  def record(next_fun, args, kwargs, context):  # what each StochasticDepth gets and returns
+    out = next_fun(*args, **kwargs)
+    if isinstance(context.module, layers.StochasticDepth):
+      path = '/'.join(context.module.path)
+      probs_by_path[path] = context.module.survival_prob
+      record.branches[path] = (args[0], out)
+    return out
 
-  kept = kept_per_block(jax.random.split(jax.random.key(42), draws))
+  def kept_blocks(key):
+    _, state = model.apply(variables, IMAGES, train=True, rngs={'dropout': key},
+                           mutable=['batch_stats', 'intermediates'], capture_intermediates=is_sd)
+    flat = jax.tree_util.tree_flatten_with_path(state['intermediates'])[0]
+    # A dropped branch is all zeros; a kept one (random weights) is not.
+    return {jax.tree_util.keystr(path): jnp.any(leaf != 0) for path, leaf in flat}
+
+  @jax.jit
+  def outputs(key, monte_carlo_keys):
+    train = lambda m, **kw: m.apply(variables, IMAGES, train=True, mutable=['batch_stats'], **kw)[0]
+    record.branches = {}
+    with nn.intercept_methods(record):
+      evaluated = model.apply(variables, IMAGES, train=False, rngs={'dropout': key})
+    return dict(
+        train_without_sd=train(_tiny(family)),
+        train_p1=train(_tiny(family, survival_prob_last=1.0), rngs={'dropout': key}),
+        eval=evaluated, eval_branches=record.branches,
+        kept=jax.vmap(kept_blocks)(monte_carlo_keys))
+
+  monte_carlo_keys = jax.random.split(jax.random.key(42), MONTE_CARLO_DRAWS)
+  return [outputs(jax.random.key(seed), monte_carlo_keys) for seed in (0, 1)], probs_by_path
+
+
+@pytest.mark.parametrize('family', sorted(TINY))
+def test_survival_prob_one_is_the_net_without_stochastic_depth(family):
+  for out in _stochastic_depth_outputs(family)[0]:
+    np.testing.assert_array_equal(out['train_p1'], out['train_without_sd'])
+
+
+@pytest.mark.parametrize('family', sorted(TINY))
+def test_surviving_blocks_follow_the_linear_rule(family):
+  kept = _stochastic_depth_outputs(family)[0][0]['kept']
   paths = sorted(kept, key=_block_index)
-  expected = np.array(layers.survival_probs(len(paths), last))
+  expected = np.array(layers.survival_probs(len(paths), SURVIVAL_PROB_LAST))
   frequency = np.array([np.mean(kept[p]) for p in paths])
   # Per block: binomial std <= 0.025 at 400 draws; the mean count of survivors: std ~ 0.06.
   np.testing.assert_allclose(frequency, expected, atol=0.1)
   survivors = sum(np.asarray(kept[p], np.float32) for p in paths)
   assert abs(np.mean(survivors) - expected.sum()) < 0.25
+  assert np.min(survivors) < len(paths)  # some draws drop a block: the net is not deterministic
 
 
 @pytest.mark.parametrize('family', sorted(TINY))
 def test_evaluation_is_deterministic_and_scales_branches(family):
-  last = 0.5
-  model = _tiny(family, survival_prob_last=last)
-  variables = _tiny_variables(family)
-  probs_by_path = {}
-
-  @jax.jit
-  def evaluate(key):
-    branches = {}
-
-    def record(next_fun, args, kwargs, context):
-      out = next_fun(*args, **kwargs)
-      if isinstance(context.module, layers.StochasticDepth):
-        path = '/'.join(context.module.path)
-        probs_by_path[path] = context.module.survival_prob
-        branches[path] = (args[0], out)
-      return out
-
-    with nn.intercept_methods(record):
-      out = model.apply(variables, IMAGES, train=False, rngs={'dropout': key})
-    return out, branches, _tiny(family).apply(variables, IMAGES, train=False)
-
-  out, branches, without_sd = evaluate(jax.random.key(0))
-  paths = sorted(branches, key=_block_index)
-  expected = layers.survival_probs(len(paths), last)
+  (out, out_other_key), probs_by_path = _stochastic_depth_outputs(family)
+  paths = sorted(out['eval_branches'], key=_block_index)
+  assert len(paths) == len(probs_by_path) > 1
+  expected = layers.survival_probs(len(paths), SURVIVAL_PROB_LAST)
   for path, p in zip(paths, expected):
     assert probs_by_path[path] == pytest.approx(p)
-    branch, scaled = branches[path]
+    branch, scaled = out['eval_branches'][path]
+    assert np.abs(branch).max() > 0
     np.testing.assert_allclose(scaled, branch * p, rtol=1e-6)
-  np.testing.assert_array_equal(evaluate(jax.random.key(1))[0], out)
-  assert not np.allclose(out, without_sd)
+  np.testing.assert_array_equal(out_other_key['eval'], out['eval'])
 
 
 # ----------------------------------------------------------------------------- other options
@@ -319,8 +322,8 @@ def test_dropout_is_random_in_training_only():
 
 
 def test_bfloat16_compute_and_bn_groups():
-  tiny = lambda group: ResNet(stem='cifar', depth=11, base_width=8, groups=2, width_per_group=16,
-                              num_classes=3, dtype=jnp.bfloat16, bn_group_size=group)
+  tiny = lambda group: ResNet(stem='cifar', block='basic', depth=8, base_width=4, num_classes=3,
+                              dtype=jnp.bfloat16, bn_group_size=group)
   variables = random_variables(tiny(1))
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables['params']))
   other_batch = IMAGES.at[1].set(3.0 * IMAGES[1] + 1.0)  # same first image, different second
