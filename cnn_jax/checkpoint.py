@@ -20,7 +20,9 @@ def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Checkpo
       max_to_keep=config.keep_checkpoints,
       enable_async_checkpointing=True,
   )
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'), options=options)
+  # Remote workdirs (gs://...) are used as they are; local ones are made absolute for orbax.
+  root = workdir if '://' in workdir else os.path.abspath(workdir)
+  return ocp.CheckpointManager(os.path.join(root, 'checkpoints'), options=options)
 
 
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Optional[Any]:

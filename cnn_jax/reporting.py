@@ -29,9 +29,13 @@ class Reporter:
     self._start_time: Optional[float] = None
     self._start_step = 0
     if self.enabled:
-      os.makedirs(workdir, exist_ok=True)
+      tf.io.gfile.makedirs(workdir)  # tf.io.gfile: local paths and gs:// alike
       self._writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
-      self._jsonl = open(os.path.join(workdir, 'metrics.jsonl'), 'a')
+      path = os.path.join(workdir, 'metrics.jsonl')
+      # GCS cannot append: a resumed run rewrites the earlier records, then adds its own.
+      earlier = tf.io.gfile.GFile(path).read() if tf.io.gfile.exists(path) else ''
+      self._jsonl = tf.io.gfile.GFile(path, 'w')
+      self._jsonl.write(earlier)
 
   def start(self, step: int) -> None:
     self._start_time, self._start_step = time.time(), step

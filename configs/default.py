@@ -17,6 +17,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.data_dir = None           # tfds data dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.manual_dir = None         # for data sets tfds cannot download (imagenet2012)
   config.data.download = True
+  config.data.train_split = ''          # tfds split syntax, e.g. 'train[:90%]'; '' = the data set's
+  config.data.eval_split = ''           # e.g. 'test[:64]' for a smoke run; '' = the data set's
   config.data.train_ops = 'resize(32) | pad_random_crop(2) | normalize(mean=0.3, std=0.4)'
   config.data.eval_ops = 'resize(32) | normalize(mean=0.3, std=0.4)'
   config.data.shuffle_buffer = 50_000

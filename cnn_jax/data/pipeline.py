@@ -51,6 +51,11 @@ def _spec(name: str) -> DatasetSpec:
   return DATASETS[name]
 
 
+def _split(data: ml_collections.ConfigDict, spec: DatasetSpec, which: str) -> str:
+  """The config's split (tfds syntax, e.g. 'test[:64]') or the data set's default."""
+  return data.get(f'{which}_split') or getattr(spec, f'{which}_split')
+
+
 def _how_to_prepare(name: str, spec: DatasetSpec, data_dir: str) -> str:
   if spec.manual:
     return (f'Place the ImageNet archives (ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar) in '
@@ -135,8 +140,8 @@ def dataset_info(data: ml_collections.ConfigDict) -> DatasetInfo:
   views = shape[0] if shape.rank == 4 else 1
   return DatasetInfo(num_classes=features[spec.label_key].num_classes,
                      image_shape=tuple(shape[-3:]),
-                     num_train=builder.info.splits[spec.train_split].num_examples,
-                     num_eval=builder.info.splits[spec.eval_split].num_examples,
+                     num_train=builder.info.splits[_split(data, spec, 'train')].num_examples,
+                     num_eval=builder.info.splits[_split(data, spec, 'eval')].num_examples,
                      eval_views=views)
 
 
@@ -187,7 +192,7 @@ def train_batches(data: ml_collections.ConfigDict, *, seed: int, layout: ShardLa
   if _output_shape(spec, builder, train_ops).rank != 3:
     raise ConfigError(f'train_ops {data.train_ops!r} must give one image per example '
                       f'(ten_crop is an eval op).')
-  splits = tfds.even_splits(spec.train_split, n=layout.num_shards)
+  splits = tfds.even_splits(_split(data, spec, 'train'), n=layout.num_shards)
   preprocess = _preprocess_fn(spec, train_ops)
 
   def shard_bases(shard: int) -> tf.data.Dataset:
@@ -226,8 +231,8 @@ def eval_batches(data: ml_collections.ConfigDict, *, local_batch: int, process_i
   """
   spec, builder = get_builder(data)
   eval_ops = ops_lib.parse(data.eval_ops)
-  split = _process_split(spec.eval_split, process_index, process_count)
-  total = builder.info.splits[spec.eval_split].num_examples
+  split = _process_split(_split(data, spec, 'eval'), process_index, process_count)
+  total = builder.info.splits[_split(data, spec, 'eval')].num_examples
   num_batches = math.ceil(math.ceil(total / process_count) / local_batch)
   ds = _as_dataset(builder, spec, split, eval_ops).enumerate()
   preprocess = _preprocess_fn(spec, eval_ops, with_mask=True)
@@ -243,7 +248,7 @@ def eval_batches(data: ml_collections.ConfigDict, *, local_batch: int, process_i
     yield _pad(batch, local_batch)
     count += 1
   if template is None:
-    raise ConfigError(f'process {process_index} got no {spec.eval_split!r} examples: the split has '
+    raise ConfigError(f'process {process_index} got no {_split(data, spec, "eval")!r} examples: the split has '
                       f'{total}, fewer than the {process_count} processes.')
   for _ in range(num_batches - count):
     yield _pad({k: v[:0] for k, v in template.items()}, local_batch)

@@ -228,9 +228,9 @@ MONTE_CARLO_DRAWS = 400
 @functools.lru_cache(maxsize=None)
 def _stochastic_depth_outputs(family: str):
   """Everything the stochastic depth tests look at, from one compilation per family (XLA:CPU
-  compile time dominates): training outputs with p_L = 1 and without stochastic depth, evaluation
-  outputs with each branch before and after StochasticDepth, for dropout keys 0 and 1; and which
-  blocks survive in ``MONTE_CARLO_DRAWS`` training passes. Also each module's probability by path."""
+  compile time dominates): for dropout keys 0 and 1, training outputs with p_L = 1 and without
+  stochastic depth and evaluation outputs with each branch before and after StochasticDepth; which
+  blocks survive in ``MONTE_CARLO_DRAWS`` training passes; each module's probability by path."""
   variables = _tiny_variables(family)  # initialised without stochastic depth
   model = _tiny(family, survival_prob_last=SURVIVAL_PROB_LAST)
   probs_by_path = {}
@@ -251,20 +251,23 @@ def _stochastic_depth_outputs(family: str):
     # A dropped branch is all zeros; a kept one (random weights) is not.
     return {jax.tree_util.keystr(path): jnp.any(leaf != 0) for path, leaf in flat}
 
-  @jax.jit
-  def outputs(key, monte_carlo_keys):
+  def with_key(key):
     train = lambda m, **kw: m.apply(variables, IMAGES, train=True, mutable=['batch_stats'], **kw)[0]
     record.branches = {}
     with nn.intercept_methods(record):
       evaluated = model.apply(variables, IMAGES, train=False, rngs={'dropout': key})
-    return dict(
-        train_without_sd=train(_tiny(family)),
-        train_p1=train(_tiny(family, survival_prob_last=1.0), rngs={'dropout': key}),
-        eval=evaluated, eval_branches=record.branches,
-        kept=jax.vmap(kept_blocks)(monte_carlo_keys))
+    return dict(train_without_sd=train(_tiny(family)),
+                train_p1=train(_tiny(family, survival_prob_last=1.0), rngs={'dropout': key}),
+                eval=evaluated, eval_branches=record.branches)
 
-  monte_carlo_keys = jax.random.split(jax.random.key(42), MONTE_CARLO_DRAWS)
-  return [outputs(jax.random.key(seed), monte_carlo_keys) for seed in (0, 1)], probs_by_path
+  @jax.jit
+  def outputs(key0, key1, monte_carlo_keys):
+    # lax.map compiles the net once as a loop body; vmap would batch it (slower to compile).
+    return [with_key(key0), with_key(key1)], jax.lax.map(kept_blocks, monte_carlo_keys)
+
+  by_key, kept = outputs(jax.random.key(0), jax.random.key(1),
+                         jax.random.split(jax.random.key(42), MONTE_CARLO_DRAWS))
+  return by_key, kept, probs_by_path
 
 
 @pytest.mark.parametrize('family', sorted(TINY))
@@ -275,7 +278,7 @@ def test_survival_prob_one_is_the_net_without_stochastic_depth(family):
 
 @pytest.mark.parametrize('family', sorted(TINY))
 def test_surviving_blocks_follow_the_linear_rule(family):
-  kept = _stochastic_depth_outputs(family)[0][0]['kept']
+  kept = _stochastic_depth_outputs(family)[1]
   paths = sorted(kept, key=_block_index)
   expected = np.array(layers.survival_probs(len(paths), SURVIVAL_PROB_LAST))
   frequency = np.array([np.mean(kept[p]) for p in paths])
@@ -288,7 +291,7 @@ def test_surviving_blocks_follow_the_linear_rule(family):
 
 @pytest.mark.parametrize('family', sorted(TINY))
 def test_evaluation_is_deterministic_and_scales_branches(family):
-  (out, out_other_key), probs_by_path = _stochastic_depth_outputs(family)
+  (out, out_other_key), _, probs_by_path = _stochastic_depth_outputs(family)
   paths = sorted(out['eval_branches'], key=_block_index)
   assert len(paths) == len(probs_by_path) > 1
   expected = layers.survival_probs(len(paths), SURVIVAL_PROB_LAST)
