@@ -56,13 +56,19 @@ def test_eight_devices_give_the_same_loss_curve_as_one(data_dir, tmp_path):
           '--config.data.train_ops=resize(16)|normalize', '--config.data.eval_ops=resize(16)|normalize',
           '--config.num_train_steps=12', '--config.log_every_steps=2', '--config.batch_size=32']
   curves = {}
-  for devices in (1, 8):
-    workdir = str(tmp_path / f'd{devices}')
-    result = run_main(args + [f'--workdir={workdir}'], devices=devices, data_dir=data_dir)
+  # BatchNorm over the global batch (default), and over groups of 4 examples, one group per device
+  # as the papers' per-GPU statistics.
+  for devices, group in ((1, 0), (8, 0), (8, 4)):
+    workdir = str(tmp_path / f'd{devices}_g{group}')
+    result = run_main(args + [f'--workdir={workdir}', f'--config.model.bn_group_size={group}'],
+                      devices=devices, data_dir=data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
-    curves[devices] = [r['loss'] for r in _read_metrics(workdir, 'train')]
-  assert len(curves[1]) == 6
-  np.testing.assert_allclose(curves[8], curves[1], rtol=2e-4)
+    curves[devices, group] = [r['loss'] for r in _read_metrics(workdir, 'train')]
+  assert len(curves[1, 0]) == 6
+  np.testing.assert_allclose(curves[8, 0], curves[1, 0], rtol=2e-4)
+  # Per-device statistics train too, on a different curve.
+  assert np.all(np.isfinite(curves[8, 4])) and curves[8, 4][-1] < curves[8, 4][0]
+  assert np.abs(np.array(curves[8, 4]) - np.array(curves[8, 0])).max() > 1e-3
 
 
 class _Interrupt(Exception):
