@@ -34,7 +34,8 @@ _OPS: dict[str, Callable[..., Op]] = {}
 _ENCODED_INPUT_OPS = frozenset({'decode', 'decode_inception_crop'})
 # Ops that assume pixel values on the 0..255 scale, and therefore must come before normalize.
 _PIXEL_SCALE_OPS = frozenset({'decode', 'decode_inception_crop', 'inception_crop', 'lighting',
-                              'normalize', 'resize', 'resize_center_crop', 'resize_small'})
+                              'normalize', 'pad', 'resize', 'resize_center_crop', 'resize_small',
+                              'resize_small_random'})
 # Ops that can work on the [views, H, W, C] output of ten_crop.
 _MULTI_VIEW_OPS = frozenset({'normalize'})
 
@@ -121,6 +122,64 @@ def resize_small(size: int, method: str = 'bilinear', antialias: bool = True) ->
   def op(image, seed):
     del seed
     return _short_side_to(image, size, method, antialias)
+  return op
+
+
+@register_op
+def resize_small_random(min_size: int, max_size: int, method: str = 'bilinear',
+                        antialias: bool = True) -> Op:
+  """Scale augmentation (VGG, ResNet): the shorter side to a random size in [min_size, max_size].
+
+  One integer size per image, uniform over the range (both ends included), aspect ratio kept.
+  ``resize_small_random(256, 480) | random_crop(224)`` is He et al.'s ImageNet training crop.
+  """
+  if not 0 < min_size <= max_size:
+    raise ConfigError(f'resize_small_random({min_size}, {max_size}): need 0 < min_size <= max_size.')
+  def op(image, seed):
+    size = tf.random.stateless_uniform([], seed, min_size, max_size + 1, dtype=tf.int32)
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    scale = tf.cast(size, tf.float32) / tf.reduce_min(shape)
+    new_hw = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), size)
+    return _resize_to(image, new_hw, method, antialias)
+  return op
+
+
+@register_op
+def random_crop(size: int | Sequence[int]) -> Op:
+  """A ``size`` window at a uniformly random position (AlexNet's and VGG's training crops)."""
+  height, width = _height_width(size)
+  def op(image, seed):
+    channels = image.shape[-1] if image.shape[-1] is not None else tf.shape(image)[-1]
+    return tf.image.stateless_random_crop(image, [height, width, channels], seed=seed)
+  return op
+
+
+@register_op
+def pad(pixels: int) -> Op:
+  """Zero-pads ``pixels`` on every side (LeNet-5: 28x28 MNIST digits in a 32x32 field).
+
+  Before ``normalize``, so the padding is the background level 0 of the raw pixels.
+  """
+  def op(image, seed):
+    del seed
+    return tf.pad(image, [[pixels, pixels], [pixels, pixels], [0, 0]])
+  return op
+
+
+@register_op
+def to_rgb() -> Op:
+  """Tiles a 1-channel (grey) image to 3 identical channels; 3-channel images pass unchanged.
+
+  Lets the 1-channel ``digits`` stand in for an RGB data set (the configs' ``runlocal``).
+  """
+  def op(image, seed):
+    del seed
+    channels = image.shape[-1]
+    if channels == 3:
+      return image
+    if channels != 1:
+      raise ConfigError(f'to_rgb: expected 1- or 3-channel images, got {channels} channels.')
+    return tf.tile(image, [1, 1, 3])
   return op
 
 

@@ -32,9 +32,6 @@ from cnn_jax.models import layers, register
 from cnn_jax.models import resnet
 from cnn_jax.models.resnet import conv
 
-PREACT_MODES = ('shared', 'residual', 'none')
-
-
 class PreActUnit(nn.Module):
   """One pre-activation residual unit; ``features`` is its output width.
 

@@ -309,9 +309,9 @@ register('resnet_cifar', CifarResNet)
 register('resnet', ResNet)
 for _depth in (18, 34, 50, 101, 152):  # torchvision's depths; depth=200 is an argument away
   register(f'resnet{_depth}', ResNet, depth=_depth)
-# Any bottleneck depth takes stride_on_3x3=False, and any depth residual=False (the plain twin).
-register('resnet50_v1', ResNet, depth=50, stride_on_3x3=False)
-for _depth in (18, 34):  # the paper's degradation experiment
+for _depth in (50, 101, 152):  # the paper's v1 bottlenecks
+  register(f'resnet{_depth}_v1', ResNet, depth=_depth, stride_on_3x3=False)
+for _depth in (18, 34):  # the paper's degradation experiment; residual=False works at any depth
   register(f'plain{_depth}', ResNet, depth=_depth, residual=False)
 # The shortcut ablation of the paper (Table 3, on ResNet-34); B is resnet34 itself.
 register('resnet34_a', ResNet, depth=34, shortcut='A')

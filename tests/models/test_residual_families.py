@@ -6,6 +6,7 @@ allocated, so the 100M-parameter nets are cheap); behaviour tests run tiny insta
 from __future__ import annotations
 
 import functools
+import gc
 import re
 
 import flax.linen as nn
@@ -38,13 +39,14 @@ def _input_size(model: nn.Module) -> int:
 
 # Nets whose every module output is inspected; they are traced once, with capture, for all tests.
 CAPTURED = ('resnet18', 'resnet50', 'resnet50_v1', 'resnext50_32x4d', 'preact_resnet50', 'densenet121')
+CAPTURED_MODELS = {get_model(name) for name in CAPTURED}
 
 
 def abstract_init(name: str, size: int | None = None, **kwargs):
-  """(logits, variables) as ShapeDtypeStructs for a batch of 2 images; for the ``CAPTURED`` nets,
-  ``variables['intermediates']`` holds every module's output."""
+  """(logits, variables) as ShapeDtypeStructs for a batch of 2 images; for the ``CAPTURED`` nets
+  (and their aliases), ``variables['intermediates']`` holds every module's output."""
   model = get_model(name, **kwargs)
-  return _abstract_init(model, size or _input_size(model), name in CAPTURED and not kwargs)
+  return _abstract_init(model, size or _input_size(model), model in CAPTURED_MODELS and not size)
 
 
 @functools.lru_cache(maxsize=None)
@@ -55,7 +57,13 @@ def _abstract_init(model: nn.Module, size: int, capture: bool):
     return model.init_with_output({'params': jax.random.key(0)}, jnp.zeros((2, size, size, 3)),
                                   train=False, capture_intermediates=capture)
 
-  return jax.eval_shape(init)
+  # Tracing a deep net makes many short-lived objects; pausing CPython's cycle collector, which
+  # would rescan the growing heap again and again, saves about a fifth of the tracing time.
+  gc.disable()
+  try:
+    return jax.eval_shape(init)
+  finally:
+    gc.enable()
 
 
 def param_count(name: str) -> int:
@@ -216,6 +224,12 @@ def _tiny_variables(family: str):
   return random_variables(_tiny(family))
 
 
+def compiled(fn, *args):
+  """``jax.jit(fn)`` compiled for ``args`` without LLVM's optimisations: the tiny nets run in
+  milliseconds either way, and XLA:CPU's backend optimisation is most of their compile time."""
+  return jax.jit(fn).lower(*args).compile(compiler_options={'xla_backend_optimization_level': 0})
+
+
 def _block_index(path: str) -> tuple[int, int]:
   stage, block = re.search(r'stage(\d+)_block(\d+)', path).groups()
   return int(stage), int(block)
@@ -228,21 +242,13 @@ MONTE_CARLO_DRAWS = 400
 @functools.lru_cache(maxsize=None)
 def _stochastic_depth_outputs(family: str):
   """Everything the stochastic depth tests look at, from one compilation per family (XLA:CPU
-  compile time dominates): for dropout keys 0 and 1, training outputs with p_L = 1 and without
-  stochastic depth and evaluation outputs with each branch before and after StochasticDepth; which
-  blocks survive in ``MONTE_CARLO_DRAWS`` training passes; each module's probability by path."""
+  compile time dominates): training outputs with p_L = 1 and without stochastic depth; evaluation
+  outputs for dropout keys 0 and 1, with each branch before and after StochasticDepth; which
+  blocks survive in ``MONTE_CARLO_DRAWS`` training passes; and each module's probability by path."""
   variables = _tiny_variables(family)  # initialised without stochastic depth
   model = _tiny(family, survival_prob_last=SURVIVAL_PROB_LAST)
   probs_by_path = {}
   is_sd = lambda module, _: isinstance(module, layers.StochasticDepth)
-
-  def record(next_fun, args, kwargs, context):  # what each StochasticDepth gets and returns
-    out = next_fun(*args, **kwargs)
-    if isinstance(context.module, layers.StochasticDepth):
-      path = '/'.join(context.module.path)
-      probs_by_path[path] = context.module.survival_prob
-      record.branches[path] = (args[0], out)
-    return out
 
   def kept_blocks(key):
     _, state = model.apply(variables, IMAGES, train=True, rngs={'dropout': key},
@@ -251,34 +257,42 @@ def _stochastic_depth_outputs(family: str):
     # A dropped branch is all zeros; a kept one (random weights) is not.
     return {jax.tree_util.keystr(path): jnp.any(leaf != 0) for path, leaf in flat}
 
-  def with_key(key):
-    train = lambda m, **kw: m.apply(variables, IMAGES, train=True, mutable=['batch_stats'], **kw)[0]
-    record.branches = {}
+  def evaluate(key):  # evaluation outputs, and each StochasticDepth's input and output
+    branches = {}
+
+    def record(next_fun, args, kwargs, context):
+      out = next_fun(*args, **kwargs)
+      if isinstance(context.module, layers.StochasticDepth):
+        path = '/'.join(context.module.path)
+        probs_by_path[path] = context.module.survival_prob
+        branches[path] = (args[0], out)
+      return out
+
     with nn.intercept_methods(record):
-      evaluated = model.apply(variables, IMAGES, train=False, rngs={'dropout': key})
-    return dict(train_without_sd=train(_tiny(family)),
-                train_p1=train(_tiny(family, survival_prob_last=1.0), rngs={'dropout': key}),
-                eval=evaluated, eval_branches=record.branches)
+      return model.apply(variables, IMAGES, train=False, rngs={'dropout': key}), branches
 
-  @jax.jit
   def outputs(key0, key1, monte_carlo_keys):
-    # lax.map compiles the net once as a loop body; vmap would batch it (slower to compile).
-    return [with_key(key0), with_key(key1)], jax.lax.map(kept_blocks, monte_carlo_keys)
+    train = lambda m, **kw: m.apply(variables, IMAGES, train=True, mutable=['batch_stats'], **kw)[0]
+    (evaluated, branches), (evaluated_other_key, _) = evaluate(key0), evaluate(key1)
+    return dict(train_without_sd=train(_tiny(family)),
+                train_p1=train(_tiny(family, survival_prob_last=1.0), rngs={'dropout': key0}),
+                eval=evaluated, eval_other_key=evaluated_other_key, eval_branches=branches,
+                # lax.map compiles the net once, as a loop body; vmap would batch it (slower).
+                kept=jax.lax.map(kept_blocks, monte_carlo_keys))
 
-  by_key, kept = outputs(jax.random.key(0), jax.random.key(1),
-                         jax.random.split(jax.random.key(42), MONTE_CARLO_DRAWS))
-  return by_key, kept, probs_by_path
+  args = (jax.random.key(0), jax.random.key(1), jax.random.split(jax.random.key(42), MONTE_CARLO_DRAWS))
+  return compiled(outputs, *args)(*args), probs_by_path
 
 
 @pytest.mark.parametrize('family', sorted(TINY))
 def test_survival_prob_one_is_the_net_without_stochastic_depth(family):
-  for out in _stochastic_depth_outputs(family)[0]:
-    np.testing.assert_array_equal(out['train_p1'], out['train_without_sd'])
+  out = _stochastic_depth_outputs(family)[0]
+  np.testing.assert_array_equal(out['train_p1'], out['train_without_sd'])
 
 
 @pytest.mark.parametrize('family', sorted(TINY))
 def test_surviving_blocks_follow_the_linear_rule(family):
-  kept = _stochastic_depth_outputs(family)[1]
+  kept = _stochastic_depth_outputs(family)[0]['kept']
   paths = sorted(kept, key=_block_index)
   expected = np.array(layers.survival_probs(len(paths), SURVIVAL_PROB_LAST))
   frequency = np.array([np.mean(kept[p]) for p in paths])
@@ -291,7 +305,7 @@ def test_surviving_blocks_follow_the_linear_rule(family):
 
 @pytest.mark.parametrize('family', sorted(TINY))
 def test_evaluation_is_deterministic_and_scales_branches(family):
-  (out, out_other_key), _, probs_by_path = _stochastic_depth_outputs(family)
+  out, probs_by_path = _stochastic_depth_outputs(family)
   paths = sorted(out['eval_branches'], key=_block_index)
   assert len(paths) == len(probs_by_path) > 1
   expected = layers.survival_probs(len(paths), SURVIVAL_PROB_LAST)
@@ -300,7 +314,7 @@ def test_evaluation_is_deterministic_and_scales_branches(family):
     branch, scaled = out['eval_branches'][path]
     assert np.abs(branch).max() > 0
     np.testing.assert_allclose(scaled, branch * p, rtol=1e-6)
-  np.testing.assert_array_equal(out_other_key['eval'], out['eval'])
+  np.testing.assert_array_equal(out['eval_other_key'], out['eval'])
 
 
 # ----------------------------------------------------------------------------- other options
@@ -311,14 +325,15 @@ def test_dropout_is_random_in_training_only():
   variables = random_variables(model)
   # rbg keys: XLA:CPU compiles threefry's bit generation for a whole activation slowly (seconds).
 
-  @jax.jit
   def outputs(key):
     train = model.apply(variables, IMAGES, train=True, mutable=['batch_stats'], rngs={'dropout': key})[0]
     evaluate = lambda m: m.apply(variables, IMAGES, train=False, rngs={'dropout': key})
     return train, evaluate(model), evaluate(WideResNet(depth=10, widen_factor=1))
 
-  train0, evaluated0, without_dropout = outputs(jax.random.key(0, impl='rbg'))
-  train1, evaluated1, _ = outputs(jax.random.key(1, impl='rbg'))
+  keys = [jax.random.key(seed, impl='rbg') for seed in (0, 1)]
+  outputs = compiled(outputs, keys[0])
+  train0, evaluated0, without_dropout = outputs(keys[0])
+  train1, evaluated1, _ = outputs(keys[1])
   assert not np.allclose(train0, train1)
   np.testing.assert_array_equal(evaluated0, evaluated1)
   np.testing.assert_array_equal(evaluated0, without_dropout)
@@ -331,16 +346,17 @@ def test_bfloat16_compute_and_bn_groups():
   assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables['params']))
   other_batch = IMAGES.at[1].set(3.0 * IMAGES[1] + 1.0)  # same first image, different second
 
-  @functools.partial(jax.jit, static_argnums=0)
-  def train_logits(group, images):
-    return tiny(group).apply(variables, images, train=True, mutable=['batch_stats'])[0]
+  def train_logits(group):
+    return compiled(lambda images: tiny(group).apply(variables, images, train=True,
+                                                     mutable=['batch_stats'])[0], IMAGES)
 
-  logits = train_logits(1, IMAGES)
+  grouped, global_batch = train_logits(1), train_logits(None)
+  logits = grouped(IMAGES)
   assert logits.dtype == jnp.float32 and logits.shape == (2, 3)
   # Groups of one image: each image is normalised with its own statistics, so its logits do not
   # depend on the rest of the batch; with global statistics they do.
-  np.testing.assert_allclose(logits[0], train_logits(1, other_batch)[0], atol=1e-3)
-  assert np.abs(train_logits(None, IMAGES)[0] - train_logits(None, other_batch)[0]).max() > 0.1
+  np.testing.assert_allclose(logits[0], grouped(other_batch)[0], atol=1e-3)
+  assert np.abs(global_batch(IMAGES)[0] - global_batch(other_batch)[0]).max() > 0.1
 
 
 # ----------------------------------------------------------------------------- invalid arguments

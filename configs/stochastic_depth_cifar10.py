@@ -1,0 +1,46 @@
+"""Stochastic depth (Huang et al. 2016): ResNet-110 and ResNet-1202 on CIFAR-10.
+
+  python -m cnn_jax.main --config=configs/stochastic_depth_cifar10.py --workdir=/tmp/cnn_jax/sd110
+  python -m cnn_jax.main --config=configs/stochastic_depth_cifar10.py:1202 --workdir=/tmp/cnn_jax/sd1202
+  python -m cnn_jax.main --config=configs/stochastic_depth_cifar10.py:runlocal --workdir=/tmp/x
+
+Arguments: depth (positional) 110|1202, default 110; ``survival=P`` the survival probability of
+the last block (default 0.5, the paper's linear decay p_l = 1 - l/L (1 - p_L)); ``runlocal``.
+
+Paper target, CIFAR-10 test error %: ResNet-110 6.41 (constant depth) -> 5.25 (stochastic depth);
+ResNet-1202 4.91.
+
+Recipe (sheet section 11): the CIFAR ResNet of He et al. (option-A shortcuts), batch 128, SGD with
+Nesterov momentum 0.9, weight decay 1e-4, 500 epochs, lr 0.1 divided by 10 at epochs 250 and 375;
+4-pixel padding, random crops and flips; one survival draw per block per mini-batch, residual
+scaled by p_l at test time.
+
+Departures: per-channel mean/std normalisation (as the authors' code) is kept from the common CIFAR
+pipeline; BatchNorm statistics are over the whole batch of 128 (the paper trains on one GPU).
+"""
+import ml_collections
+
+from configs import common
+
+ARGS = {
+    'depth': common.Arg(110, (110, 1202), int, None),
+    'survival': common.Arg(0.5, None, float, None),
+}
+
+
+def get_config(args: str = '') -> ml_collections.ConfigDict:
+  a = common.parse_args(args, ARGS, positional='depth', recipe='stochastic_depth_cifar10')
+  if not 0.0 < a.survival <= 1.0:
+    raise ValueError(f'argument survival={a.survival} must be in (0, 1] (1 = constant depth).')
+  config = common.base_config()
+  common.cifar_data(config, 'cifar10')
+  common.set_model(config, 'resnet_cifar', depth=a.depth, residual=True,
+                   survival_prob_last=a.survival)
+  config.optimizer.learning_rate = 0.1
+  config.optimizer.nesterov = True
+  config.optimizer.weight_decay = 1e-4
+  common.piecewise(config, (250, 375), 0.1)
+  config.batch_size = 128
+  config.num_epochs = 500
+  config.checkpoint_every_steps = 2000
+  return common.finish(config, a)
