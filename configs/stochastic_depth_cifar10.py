@@ -15,8 +15,8 @@ Nesterov momentum 0.9, weight decay 1e-4, 500 epochs, lr 0.1 divided by 10 at ep
 4-pixel padding, random crops and flips; one survival draw per block per mini-batch, residual
 scaled by p_l at test time.
 
-Departures: per-channel mean/std normalisation (as the authors' code) is kept from the common CIFAR
-pipeline; BatchNorm statistics are over the whole batch of 128 (the paper trains on one GPU).
+Departures: none known beyond the shared CIFAR pipeline (per-channel mean/std normalisation).
+BatchNorm statistics are over the whole batch of 128 (the paper mentions no split over GPUs).
 """
 import ml_collections
 
