@@ -6,7 +6,7 @@ Nothing is allocated: the model is initialised and run under ``jax.eval_shape`` 
 parameters cost nothing) while a Flax method interceptor records every module call. A row is a
 module that calls no other module (Conv, Dense, BatchNorm, LRN, ...) or a max/avg pool called from
 ``flax.linen`` by a composite module; modules that hand back their input unchanged (Dropout at
-evaluation, an adaptive pool already at its size) are left out. See docs/summary.md for how each
+evaluation, an adaptive pool already at its size) are left out. See the README section "How it counts" for how each
 column is counted.
 """
 from __future__ import annotations

@@ -338,12 +338,13 @@ def test_to_rgb_pad_random_crop_and_random_scale_ops():
 # ---------------------------------------------------------------------------------------------
 # Smoke: every recipe file, default variant, runlocal, in this process
 
-# Compiling these steps on 2 CPU cores takes 0.5-2 minutes each (measured: docs/recipes.md): the
+# Compiling these steps on 2 CPU cores takes 0.5-2 minutes each (measured: README, Paper recipes): the
 # ImageNet nets at full input size and the deep CIFAR nets (110-164 layers, DenseNet-BC-100).
-# They run with `python -m pytest tests -m slow`; the default run keeps the other four.
+# They run with `python -m pytest tests -m slow`; the default run keeps LeNet-5 and ResNet-20
+# (WRN and ResNeXt-29 train through the step in tests/test_models_train.py).
 SLOW = {'alexnet_imagenet', 'zfnet_imagenet', 'vgg_imagenet', 'googlenet_imagenet',
         'resnet_imagenet', 'densenet_imagenet', 'resnext_imagenet', 'preact_resnet_cifar',
-        'densenet_bc_cifar', 'stochastic_depth_cifar10'}
+        'densenet_bc_cifar', 'stochastic_depth_cifar10', 'resnext29_cifar', 'wrn_cifar'}
 
 
 @pytest.mark.parametrize('name', [pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n
