@@ -99,10 +99,7 @@ def init_state(setup: Setup, seed: int) -> TrainState:
                       batch_stats=variables.get('batch_stats', {}),
                       opt_state=setup.tx.init(params),
                       plateau=setup.plateau.init(params) if setup.plateau else (), rng=state_rng)
-  # The non-partitionable threefry compiles the init of a deep net about twice as fast on XLA:CPU;
-  # the state is replicated, so nothing is lost by not partitioning its random bits.
-  with jax.threefry_partitionable(False):
-    return jax.jit(init, out_shardings=parallel.replicated(setup.mesh))(jax.random.PRNGKey(seed))
+  return jax.jit(init, out_shardings=parallel.replicated(setup.mesh))(jax.random.PRNGKey(seed))
 
 
 # ---------------------------------------------------------------------------------------------
