@@ -5,7 +5,6 @@ It knows no model or data set by name: the registry builds the model, the pipeli
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Callable
