@@ -37,5 +37,18 @@ def main(argv):
     sys.exit(f'error: {e}')  # one line, no traceback: the message names the fix
 
 
+def parse_flags(argv: list[str]) -> list[str]:
+  """absl flag parsing, but a bad config file argument ends in its one-line message.
+
+  ml_collections reports an exception raised by a config's get_config as a whole traceback; the
+  user needs only its last line, which names the valid values.
+  """
+  try:
+    return FLAGS(argv)
+  except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    sys.exit(f'error: {lines[-1] if lines else e}')
+
+
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

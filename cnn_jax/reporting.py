@@ -14,7 +14,6 @@ from typing import Optional
 
 import jax
 import tensorflow as tf
-from absl import logging
 
 
 class Reporter:

@@ -136,3 +136,10 @@ def test_cli_reports_bad_input_in_one_line(data_dir, tmp_path):
   assert 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1] == (
       'error: batch size 12 does not divide evenly over 8 devices: use a multiple of 8 (e.g. 8).')
+
+
+def test_cli_reports_a_bad_config_argument_in_one_line(data_dir, tmp_path):
+  result = run_main([f'--workdir={tmp_path}', '--config=configs/resnet_cifar10.py:21'], data_dir=data_dir)
+  assert result.returncode != 0 and 'Traceback' not in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith(
+      "error: ValueError: unknown argument '21' for resnet_cifar10")

@@ -7,7 +7,6 @@ import tensorflow as tf
 
 # TensorFlow only feeds data here; it must never claim accelerator memory that JAX needs.
 tf.config.set_visible_devices([], 'GPU')
-tf.config.set_visible_devices([], 'TPU') if tf.config.list_physical_devices('TPU') else None
 
 
 @dataclasses.dataclass(frozen=True)
