@@ -43,6 +43,12 @@ def _network_reachable(host: str = 'storage.googleapis.com') -> bool:
     return False
 
 
+def _spec(name: str) -> DatasetSpec:
+  if name not in DATASETS:
+    raise ConfigError(f'unknown data set {name!r}. Valid names: {", ".join(sorted(DATASETS))}.')
+  return DATASETS[name]
+
+
 def _split(data: ml_collections.ConfigDict, spec: DatasetSpec, which: str) -> str:
   """The config's split (tfds syntax, e.g. 'test[:64]') or the data set's default."""
   return data.get(f'{which}_split') or getattr(spec, f'{which}_split')
