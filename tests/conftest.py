@@ -11,11 +11,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The in-process tests compile far more than they run: LLVM's optimisation level 0 cuts XLA:CPU's
 # compile time by about a third (DenseNet-121's train step: 32 s -> 20 s). It changes results by
-# float32 rounding only, which long training amplifies (the quick start ends at 0.9889 instead of
-# 0.9806), so the subprocess runs (run_main: accuracy, devices, processes) keep the default flags,
-# as users run. Turning off XLA:CPU's new fusion emitters halves the compile of the DenseNets'
-# long concatenation chains (DenseNet-BC-100 train step 12.5 s -> 6.3 s; whole suite 481 s -> 414 s
-# in one run each). Set before JAX starts its backend.
+# float32 rounding only, which long training amplifies (on one CPU the quick start ended at 0.9889
+# instead of 0.9806), so the subprocess runs (run_main: accuracy, devices, processes) keep the
+# default flags, as users run. Turning off XLA:CPU's new fusion emitters halves the compile of the
+# DenseNets' long concatenation chains (DenseNet-BC-100 train step 12.5 s -> 6.3 s; whole suite
+# 481 s -> 414 s in one run each). Set before JAX starts its backend.
 os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
                            ' --xla_backend_optimization_level=0'
                            ' --xla_cpu_use_fusion_emitters=false').strip()
