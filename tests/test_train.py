@@ -108,6 +108,35 @@ def test_interrupted_and_resumed_equals_uninterrupted(data_dir, tmp_path, monkey
   assert resumed['accuracy'] == _read_metrics(reference, 'eval')[-1]['accuracy']
 
 
+def test_multi_view_eval_scores_the_mean_of_the_views_logits(data_dir):
+  """Ten-crop evaluation: a [batch, 10, H, W, C] batch is scored on its per-example mean logits."""
+  from cnn_jax import parallel
+  setup = train.build(small_config(data_dir, batch_size=8))
+  state = train.init_state(setup, 0)
+  rng = np.random.default_rng(0)
+  batch = {'image': rng.normal(size=(8, 10) + setup.info.image_shape).astype(np.float32),
+           'label': rng.integers(0, setup.info.num_classes, 8).astype(np.int32),
+           'mask': np.array([1, 1, 1, 1, 1, 1, 0, 0], np.float32)}
+
+  def run_eval(images):
+    sums = parallel.replicate(train._zero_metrics(train.EVAL_SUMS), setup.mesh)
+    sums = train.make_eval_step(setup)(state, sums, parallel.global_batch(dict(batch, image=images),
+                                                                          setup.mesh))
+    return jax.device_get(sums)
+
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  views = setup.model.apply(variables, batch['image'].reshape((80,) + setup.info.image_shape),
+                            train=False)
+  logits = np.asarray(views).reshape(8, 10, -1).mean(axis=1)
+  loss = np.asarray(train.cross_entropy(logits, batch['label']))
+  sums = run_eval(batch['image'])
+  np.testing.assert_allclose(sums['loss'], np.sum(loss * batch['mask']), rtol=1e-5)
+  assert sums['correct'] == np.sum((logits.argmax(-1) == batch['label']) * batch['mask'])
+  assert sums['count'] == 6
+  # One view alone scores differently: the ten views all count.
+  assert abs(run_eval(batch['image'][:, 4])['loss'] - sums['loss']) > 1e-4
+
+
 def test_every_step_of_training_lowers_the_loss_of_a_batchnorm_net(data_dir, tmp_path):
   config = small_config(data_dir, num_train_steps=40, batch_size=64, log_every_steps=10,
                         optimizer__learning_rate=0.05, **TINY_RESNET)
