@@ -113,21 +113,21 @@ def test_multi_view_eval_scores_the_mean_of_the_views_logits(data_dir):
   from cnn_jax import parallel
   setup = train.build(small_config(data_dir, batch_size=8))
   state = train.init_state(setup, 0)
+  batch_size, num_views, shape = 8, 10, setup.info.image_shape
   rng = np.random.default_rng(0)
-  batch = {'image': rng.normal(size=(8, 10) + setup.info.image_shape).astype(np.float32),
-           'label': rng.integers(0, setup.info.num_classes, 8).astype(np.int32),
+  batch = {'image': rng.normal(size=(batch_size, num_views) + shape).astype(np.float32),
+           'label': rng.integers(0, setup.info.num_classes, batch_size).astype(np.int32),
            'mask': np.array([1, 1, 1, 1, 1, 1, 0, 0], np.float32)}
+  eval_step = train.make_eval_step(setup)
 
   def run_eval(images):
     sums = parallel.replicate(train._zero_metrics(train.EVAL_SUMS), setup.mesh)
-    sums = train.make_eval_step(setup)(state, sums, parallel.global_batch(dict(batch, image=images),
-                                                                          setup.mesh))
-    return jax.device_get(sums)
+    return jax.device_get(eval_step(state, sums, parallel.global_batch(dict(batch, image=images),
+                                                                       setup.mesh)))
 
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
-  views = setup.model.apply(variables, batch['image'].reshape((80,) + setup.info.image_shape),
-                            train=False)
-  logits = np.asarray(views).reshape(8, 10, -1).mean(axis=1)
+  views = setup.model.apply(variables, batch['image'].reshape((-1,) + shape), train=False)
+  logits = np.asarray(views).reshape(batch_size, num_views, -1).mean(axis=1)
   loss = np.asarray(train.cross_entropy(logits, batch['label']))
   sums = run_eval(batch['image'])
   np.testing.assert_allclose(sums['loss'], np.sum(loss * batch['mask']), rtol=1e-5)
