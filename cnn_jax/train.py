@@ -5,6 +5,7 @@ It knows no model or data set by name: the registry builds the model, the pipeli
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any, Callable
@@ -186,9 +187,11 @@ def learning_rate(setup: Setup, state: TrainState, step: int) -> float:
   return float(setup.schedule(step)) * scale
 
 
-def evaluate(setup: Setup, config: ml_collections.ConfigDict, eval_step, state: TrainState) -> dict:
+def evaluate(setup: Setup, config: ml_collections.ConfigDict, eval_step, state: TrainState,
+             role: str = 'eval') -> dict:
+  """Metrics over the whole ``role`` split: 'eval' (the test split) or 'validation'."""
   sums = parallel.replicate(_zero_metrics(EVAL_SUMS), setup.mesh)
-  for local in pipeline.eval_batches(config.data, local_batch=setup.local_batch,
+  for local in pipeline.eval_batches(config.data, local_batch=setup.local_batch, role=role,
                                      process_index=jax.process_index(),
                                      process_count=jax.process_count()):
     sums = eval_step(state, sums, parallel.global_batch(local, setup.mesh))
@@ -202,6 +205,19 @@ def evaluate(setup: Setup, config: ml_collections.ConfigDict, eval_step, state: 
 # The loop
 
 
+def eval_roles(setup: Setup) -> tuple[str, ...]:
+  """The splits every evaluation covers; the first one selects models and drives plateau."""
+  return ('validation', 'eval') if setup.info.num_validation else ('eval',)
+
+
+def save_result(workdir: str, step: int, results: dict[str, dict]) -> None:
+  """``workdir/result.json``: the final metrics per split; its presence marks a finished run."""
+  if jax.process_index() == 0:
+    record = {'step': step, **{role: {k: float(v) for k, v in m.items()} for role, m in results.items()}}
+    with tf.io.gfile.GFile(os.path.join(workdir, 'result.json'), 'w') as f:
+      f.write(json.dumps(record, indent=2, sort_keys=True))
+
+
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if jax.process_index() == 0:
     tf.io.gfile.makedirs(workdir)
@@ -210,7 +226,8 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the final eval."""
+  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the final eval
+  metrics (of the eval split; result.json also has the validation split's)."""
   setup = build(config)
   save_config(config, workdir)
   state = init_state(setup, config.seed)
@@ -233,7 +250,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                    start_step=step)
   eval_every = max(1, int(config.eval_every_epochs * setup.layout.steps_per_epoch))
   sums = parallel.replicate(_zero_metrics(TRAIN_SUMS), setup.mesh)
-  eval_metrics: dict = {}
+  roles = eval_roles(setup)
+  results: dict[str, dict] = {}
   reporter.start(step)
   last_log_time, last_log_step = time.time(), step
   try:
@@ -251,23 +269,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         sums = parallel.replicate(_zero_metrics(TRAIN_SUMS), setup.mesh)
         last_log_time, last_log_step = time.time(), step
       if step % eval_every == 0 or step == setup.total_steps:
-        eval_metrics = evaluate(setup, config, eval_step, state)
-        if setup.plateau:
-          state = plateau_step(state, jnp.float32(1.0 - eval_metrics['accuracy']))
-        reporter.write(step, 'eval', eval_metrics)
-        reporter.message(f'eval step {step} epoch {step / setup.layout.steps_per_epoch:.1f}: '
-                         f'loss {eval_metrics["loss"]:.4f} top-1 {eval_metrics["accuracy"]:.4f} '
-                         f'top-5 {eval_metrics["top5_accuracy"]:.4f} '
-                         f'({int(eval_metrics["num_examples"])} examples)')
+        results = {role: evaluate(setup, config, eval_step, state, role) for role in roles}
+        if setup.plateau:  # model selection reads the validation split when there is one
+          state = plateau_step(state, jnp.float32(1.0 - results[roles[0]]['accuracy']))
+        for role, metrics in results.items():
+          reporter.write(step, role, metrics)
+          reporter.message(f'{role} step {step} epoch {step / setup.layout.steps_per_epoch:.1f}: '
+                           f'loss {metrics["loss"]:.4f} top-1 {metrics["accuracy"]:.4f} '
+                           f'top-5 {metrics["top5_accuracy"]:.4f} '
+                           f'({int(metrics["num_examples"])} examples)')
         last_log_time = time.time()  # evaluation time is not training throughput
       checkpoint.save(manager, step, state, force=step == setup.total_steps)
   finally:
     # An interrupted run (Ctrl-C, preemption) still completes the checkpoint it was writing.
     manager.wait_until_finished()
-  if not eval_metrics:  # resumed at the end: report the result again
-    eval_metrics = evaluate(setup, config, eval_step, state)
+  if not results:  # resumed at the end: report the result again
+    results = {role: evaluate(setup, config, eval_step, state, role) for role in roles}
   manager.close()
+  save_result(workdir, step, results)
+  eval_metrics = results['eval']
+  also = (f'; validation accuracy {results["validation"]["accuracy"]:.4f}'
+          if 'validation' in results else '')
   reporter.message(f'final eval accuracy: {eval_metrics["accuracy"]:.4f} '
-                   f'(top-5 {eval_metrics["top5_accuracy"]:.4f}, step {step})')
+                   f'(top-5 {eval_metrics["top5_accuracy"]:.4f}, step {step}){also}')
   reporter.close()
   return eval_metrics

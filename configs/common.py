@@ -20,6 +20,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import ml_collections
 
+from cnn_jax.data import DATASETS
 from configs import default
 
 # Pixel-mean subtraction on the 0..255 scale, as the Caffe/cuda-convnet era nets were trained
@@ -28,10 +29,6 @@ from configs import default
 MEAN_SUBTRACTION = "normalize(mean='imagenet', std=0.00392156862745098)"
 # Per-channel mean and std (fb.resnet.torch, torchvision): the nets with BatchNorm or He init.
 MEAN_STD = "normalize('imagenet')"
-
-# What runlocal resizes digits to first: the image size of the data set the paper used (ImageNet
-# photos are about 400x350; 256 stands for "a photo larger than the crop").
-SOURCE_SIZE = {'mnist': 28, 'cifar10': 32, 'cifar100': 32, 'imagenet2012': 256}
 
 RUNLOCAL_BATCH = 2
 RUNLOCAL_EVAL_SPLIT = 'test[:2]'
@@ -212,12 +209,14 @@ def local_ops(spec: str, source_size: int, rgb: bool) -> str:
 
 def apply_runlocal(config: ml_collections.ConfigDict, rgb: bool = True) -> None:
   """Shrinks ``config`` in place to the runlocal smoke run (see the module docstring)."""
-  source = SOURCE_SIZE[config.data.name]
+  source = DATASETS[config.data.name].source_size  # the paper data set's image size
   config.data.name = 'digits'
   config.data.train_ops = local_ops(config.data.train_ops, source, rgb)
   config.data.eval_ops = local_ops(config.data.eval_ops, source, rgb)
   config.data.train_split = ''
   config.data.eval_split = RUNLOCAL_EVAL_SPLIT
+  config.data.validation_size = 0
+  config.data.train_size = 0
   config.data.cache = True
   config.data.shuffle_buffer = 64
   config.batch_size = RUNLOCAL_BATCH

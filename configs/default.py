@@ -13,12 +13,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = 'digits'           # digits, mnist, cifar10, cifar100, imagenette, imagenet2012
+  config.data.name = 'digits'           # any name in cnn_jax.data.DATASETS
   config.data.data_dir = None           # tfds data dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets
   config.data.manual_dir = None         # for data sets tfds cannot download (imagenet2012)
   config.data.download = True
+  config.data.source_dir = None         # local files of a data set cnn_jax prepares itself
+                                        # (fashion_mnist's idx files); None = its default place
   config.data.train_split = ''          # tfds split syntax, e.g. 'train[:90%]'; '' = the data set's
   config.data.eval_split = ''           # e.g. 'test[:64]' for a smoke run; '' = the data set's
+  config.data.validation_size = 0       # hold out the last N training examples for model selection
+                                        # (evaluated beside the eval split; drives plateau); 0 = none
+  config.data.train_size = 0            # train on the first N of the remaining examples; 0 = all
   config.data.train_ops = 'resize(32) | pad_random_crop(2) | normalize(mean=0.3, std=0.4)'
   config.data.eval_ops = 'resize(32) | normalize(mean=0.3, std=0.4)'
   config.data.shuffle_buffer = 50_000

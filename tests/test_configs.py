@@ -16,13 +16,13 @@ import tensorflow as tf
 
 from configs import common
 from cnn_jax import checkpoint, train
-from cnn_jax.data import ops
+from cnn_jax.data import DATASETS, ops
 
 # Slowest smoke run first (README, Tests and their cost): conftest starts the long tests first.
 RECIPES = ['stochastic_depth_cifar10', 'densenet_imagenet', 'preact_resnet_cifar',
            'densenet_bc_cifar', 'vgg_imagenet', 'resnext_imagenet', 'googlenet_imagenet',
            'resnet_imagenet', 'resnext29_cifar', 'alexnet_imagenet', 'wrn_cifar', 'zfnet_imagenet',
-           'resnet_cifar10', 'lenet5_mnist']
+           'resnet_cifar10', 'fashion_mnist', 'lenet5_mnist']
 
 
 def get(name: str, args: str = ''):
@@ -165,6 +165,31 @@ EXPECTED = {
         'num_epochs': 300, 'schedule.name': 'piecewise', 'schedule.boundaries': (150, 225),
         'schedule.decay_factor': 0.1},
     ('resnext29_cifar', '16x64d,dataset=cifar100'): {**cifar('cifar100'), 'model.groups': 16},
+    # Fashion-MNIST: He et al.'s CIFAR schedule, its boundaries at 1/2 and 3/4 of the budget.
+    ('fashion_mnist', ''): {
+        **SGD, 'data.name': 'fashion_mnist', 'data.validation_size': 5000, 'data.train_size': 0,
+        'data.train_ops': "pad_random_crop(4) | flip_lr | normalize('fashion_mnist')",
+        'data.eval_ops': "normalize('fashion_mnist')", 'model.name': 'resnet_cifar',
+        'model.depth': 20, 'model.residual': True, 'model.survival_prob_last': 1.0,
+        'batch_size': 128, 'optimizer.learning_rate': 0.1, 'optimizer.weight_decay': 1e-4,
+        'optimizer.nesterov': False, 'num_train_steps': 6500, 'schedule.name': 'piecewise',
+        'schedule.unit': 'steps', 'schedule.boundaries': (3250, 4875), 'schedule.decay_factor': 0.1,
+        **NO_WARMUP},
+    ('fashion_mnist', 'plain56,steps=64000,train_size=20000'): {
+        **CIFAR_STEPS, 'model.depth': 56, 'model.residual': False, 'data.train_size': 20000,
+        **NO_WARMUP},
+    ('fashion_mnist', 'resnet110,survival=0.5,steps=64000'): {
+        **CIFAR_STEPS, **WARMUP_400, 'model.depth': 110, 'model.survival_prob_last': 0.5},
+    ('fashion_mnist', 'resnet110,steps=3200'): {'schedule.warmup': 200, 'num_train_steps': 3200},
+    ('fashion_mnist', 'wrn-28-10,steps=1000,validation=0'): {
+        'model.name': 'wrn', 'model.depth': 28, 'model.widen_factor': 10, 'model.dropout_rate': 0.0,
+        'optimizer.nesterov': True, 'optimizer.weight_decay': 5e-4, 'schedule.unit': 'steps',
+        'schedule.boundaries': (300, 600, 800), 'schedule.decay_factor': 0.2,
+        'data.validation_size': 0},
+    ('fashion_mnist', 'lenet5'): {
+        'model.name': 'lenet5', 'data.train_ops': "pad(2) | pad_random_crop(4) | flip_lr | "
+        "normalize('fashion_mnist')", 'data.eval_ops': "pad(2) | normalize('fashion_mnist')",
+        'optimizer.learning_rate': 0.05, 'optimizer.weight_decay': 5e-4},
 }
 
 
@@ -206,7 +231,7 @@ def test_recipe_uses_the_paper_data_and_a_docstring_with_command_and_target(name
   assert f'--config=configs/{name}.py' in doc and 'runlocal' in doc
   assert 'target' in doc.lower() and 'Departures' in doc
   config = get(name)
-  assert config.data.name in ('mnist', 'cifar10', 'cifar100', 'imagenet2012')
+  assert config.data.name in DATASETS and config.data.name != 'digits'
   assert config.model.name != 'lenet5' or name == 'lenet5_mnist'
   for spec in (config.data.train_ops, config.data.eval_ops):
     ops.parse(spec)  # valid op names, arguments and order
@@ -277,6 +302,11 @@ def test_arguments_positional_named_and_flags():
     ('wrn_cifar', 'dataset=svhn', r'valid values: cifar10, cifar100'),
     ('alexnet_imagenet', 'runlocal=maybe', r'runlocal=.maybe. is not valid'),
     ('lenet5_mnist', 'modern', r"unknown argument 'modern' for lenet5_mnist\. Valid arguments: runlocal"),
+    ('fashion_mnist', 'resnet21x', r"neither an argument name nor a valid model.*Models: lenet5, "
+     r"resnetD or plainD"),
+    ('fashion_mnist', 'plain20,survival=0.5', r'survival=0.5 needs a residual net'),
+    ('fashion_mnist', 'survival=0', r'survival=0.0 must be in \(0, 1\]'),
+    ('fashion_mnist', 'steps=-5', r'must be >= 0'),
 ])
 def test_bad_arguments_raise_a_value_error_naming_the_valid_ones(name, args, message):
   with pytest.raises(ValueError, match=message):

@@ -26,6 +26,7 @@ from typing import Any, Callable, Sequence
 import tensorflow as tf
 
 from cnn_jax import ConfigError
+from cnn_jax.data import normalize_presets
 
 Op = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 _OPS: dict[str, Callable[..., Op]] = {}
@@ -39,14 +40,9 @@ _PIXEL_SCALE_OPS = frozenset({'decode', 'decode_inception_crop', 'inception_crop
 # Ops that can work on the [views, H, W, C] output of ten_crop.
 _MULTI_VIEW_OPS = frozenset({'normalize'})
 
-# Per-channel (mean, std) of pixel values scaled to [0, 1], over the training split. The CIFAR stds
-# are of all pixels (not the often-copied 0.2023/0.1994/0.2010, a mean of per-image stds).
-NORMALIZE_PRESETS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    'imagenet': ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    'cifar10': ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
-    'cifar100': ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
-    'mnist': ((0.1307,), (0.3081,)),
-}
+# normalize('cifar10') etc.: per-channel (mean, std) of pixel values scaled to [0, 1], from the
+# data set registry.
+NORMALIZE_PRESETS = normalize_presets()
 
 # AlexNet's PCA colour noise: eigenvalues and eigenvectors (columns) of the covariance of ImageNet
 # RGB pixel values in [0, 1], as in fb.resnet.torch (x 255 they are AlexNet's 55.46, 4.794, 1.148).

@@ -32,6 +32,7 @@ class DatasetInfo:
   num_eval: int
   eval_views: int = 1            # views per eval image (ten_crop: 10); eval images are then
                                  # [B, views, H, W, C] and the logits are averaged over views
+  num_validation: int = 0        # examples held out of the training split (data.validation_size)
 
 
 def _network_reachable(host: str = 'storage.googleapis.com') -> bool:
@@ -49,9 +50,38 @@ def _spec(name: str) -> DatasetSpec:
   return DATASETS[name]
 
 
-def _split(data: ml_collections.ConfigDict, spec: DatasetSpec, which: str) -> str:
-  """The config's split (tfds syntax, e.g. 'test[:64]') or the data set's default."""
-  return data.get(f'{which}_split') or getattr(spec, f'{which}_split')
+def split_names(data: ml_collections.ConfigDict, spec: DatasetSpec,
+                builder: tfds.core.DatasetBuilder) -> dict[str, str]:
+  """The tfds split (with slicing) of each role: 'train', 'eval' and, if held out, 'validation'.
+
+  ``data.validation_size`` holds out the last examples of the training split for model selection
+  (best error, plateau schedules), so that nothing but the final report reads the eval split;
+  ``data.train_size`` then keeps the first examples of the rest (a training subset).
+  """
+  train = data.train_split or spec.train_split
+  names = {'eval': data.eval_split or spec.eval_split}
+  held, size = data.get('validation_size') or 0, data.get('train_size') or 0
+  if held < 0 or size < 0:
+    raise ConfigError(f'config.data.validation_size ({held}) and train_size ({size}) must be >= 0 '
+                      f'(0: no validation split, all training examples).')
+  if held or size:
+    if '[' in train or '+' in train:
+      raise ConfigError(f'config.data.validation_size and train_size cut a whole split, and '
+                        f'config.data.train_split is {train!r}: set it to a split name (e.g. '
+                        f'{spec.train_split!r}) or set both to 0 and slice it yourself.')
+    total = builder.info.splits[train].num_examples
+    if held >= total:
+      raise ConfigError(f'config.data.validation_size={held} leaves none of the {total} examples '
+                        f'of {train!r} for training: use fewer than {total}.')
+    rest = total - held
+    if size > rest:
+      raise ConfigError(f'config.data.train_size={size} is more than the {rest} training examples '
+                        f'left after validation_size={held}: use at most {rest} (0 = all).')
+    if held:
+      names['validation'] = f'{train}[{rest}:]'
+    train = f'{train}[:{size or rest}]'
+  names['train'] = train
+  return names
 
 
 def _how_to_prepare(name: str, spec: DatasetSpec, data_dir: str) -> str:
@@ -64,14 +94,27 @@ def _how_to_prepare(name: str, spec: DatasetSpec, data_dir: str) -> str:
 
 
 def get_builder(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, tfds.core.DatasetBuilder]:
-  """Returns the data set's builder, prepared; explains how to prepare it when that cannot be done."""
+  """Returns the data set's builder, prepared; explains how to prepare it when that cannot be done.
+
+  A copy prepared by tfds's own builder wins; otherwise a data set with an offline builder is
+  prepared from local files (digits: scikit-learn's; Fashion-MNIST: ``data.source_dir``).
+  """
   spec = _spec(data.name)
   data_dir = os.path.expanduser(data.data_dir or os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets'))
-  builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
-  if builder.is_prepared():
-    return spec, builder
-  if spec.builds_offline:
-    builder.download_and_prepare()
+  # (Where tfds's builder never ran, asking it would only log a warning about the missing folder.)
+  tfds_folder = os.path.join(data_dir, spec.tfds_name.split('/')[0])
+  if not spec.offline_builder or tf.io.gfile.exists(tfds_folder):
+    builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
+    if builder.is_prepared():
+      return spec, builder
+  if spec.offline_builder:
+    builder = tfds.builder(spec.offline_builder, data_dir=data_dir)
+    if data.get('source_dir') and hasattr(builder, 'source_dir'):
+      builder.source_dir = os.path.expanduser(data.source_dir)
+    if not builder.is_prepared():
+      if hasattr(builder, 'check_source'):
+        builder.check_source()  # one ConfigError naming the fix, before tfds writes anything
+      builder.download_and_prepare()
     return spec, builder
   how = _how_to_prepare(data.name, spec, data_dir)
   if not data.download:
@@ -136,11 +179,11 @@ def dataset_info(data: ml_collections.ConfigDict) -> DatasetInfo:
     raise ConfigError(f'eval_ops {data.eval_ops!r} give images of shape {shape}: end them with an '
                       f'op of fixed output size (resize, central_crop, resize_center_crop, ten_crop).')
   views = shape[0] if shape.rank == 4 else 1
+  splits = split_names(data, spec, builder)
+  size = lambda role: builder.info.splits[splits[role]].num_examples if role in splits else 0
   return DatasetInfo(num_classes=features[spec.label_key].num_classes,
-                     image_shape=tuple(shape[-3:]),
-                     num_train=builder.info.splits[_split(data, spec, 'train')].num_examples,
-                     num_eval=builder.info.splits[_split(data, spec, 'eval')].num_examples,
-                     eval_views=views)
+                     image_shape=tuple(shape[-3:]), num_train=size('train'), num_eval=size('eval'),
+                     eval_views=views, num_validation=size('validation'))
 
 
 def _process_split(split: str, process_index: int, process_count: int) -> str:
@@ -190,7 +233,7 @@ def train_batches(data: ml_collections.ConfigDict, *, seed: int, layout: ShardLa
   if _output_shape(spec, builder, train_ops).rank != 3:
     raise ConfigError(f'train_ops {data.train_ops!r} must give one image per example '
                       f'(ten_crop is an eval op).')
-  splits = tfds.even_splits(_split(data, spec, 'train'), n=layout.num_shards)
+  splits = tfds.even_splits(split_names(data, spec, builder)['train'], n=layout.num_shards)
   preprocess = _preprocess_fn(spec, train_ops)
 
   def shard_bases(shard: int) -> tf.data.Dataset:
@@ -220,17 +263,19 @@ def train_batches(data: ml_collections.ConfigDict, *, seed: int, layout: ShardLa
     epoch, skip = epoch + 1, 0
 
 
-def eval_batches(data: ml_collections.ConfigDict, *, local_batch: int, process_index: int = 0,
-                 process_count: int = 1) -> Iterator[Batch]:
-  """This process's share of the eval split, in batches padded to ``local_batch`` with mask 0.
+def eval_batches(data: ml_collections.ConfigDict, *, local_batch: int, role: str = 'eval',
+                 process_index: int = 0, process_count: int = 1) -> Iterator[Batch]:
+  """This process's share of the ``role`` split ('eval' or 'validation', see split_names), in
+  batches padded to ``local_batch`` with mask 0, preprocessed by the eval ops.
 
   Every process yields the same number of batches (from the largest process shard), so the jitted
   eval step runs in lockstep on all hosts.
   """
   spec, builder = get_builder(data)
   eval_ops = ops_lib.parse(data.eval_ops)
-  split = _process_split(_split(data, spec, 'eval'), process_index, process_count)
-  total = builder.info.splits[_split(data, spec, 'eval')].num_examples
+  whole = split_names(data, spec, builder)[role]
+  split = _process_split(whole, process_index, process_count)
+  total = builder.info.splits[whole].num_examples
   num_batches = math.ceil(math.ceil(total / process_count) / local_batch)
   ds = _as_dataset(builder, spec, split, eval_ops).enumerate()
   preprocess = _preprocess_fn(spec, eval_ops, with_mask=True)
@@ -246,7 +291,7 @@ def eval_batches(data: ml_collections.ConfigDict, *, local_batch: int, process_i
     yield _pad(batch, local_batch)
     count += 1
   if template is None:
-    raise ConfigError(f'process {process_index} got no {_split(data, spec, "eval")!r} examples: the split has '
+    raise ConfigError(f'process {process_index} got no {whole!r} examples: the split has '
                       f'{total}, fewer than the {process_count} processes.')
   for _ in range(num_batches - count):
     yield _pad({k: v[:0] for k, v in template.items()}, local_batch)

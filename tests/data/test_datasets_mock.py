@@ -19,34 +19,26 @@ from cnn_jax.data import DATASETS, pipeline
 from tests.conftest import small_config
 
 NUM_FAKE = 24  # examples per split; mock_data yields the same ones for every split
-# The real splits, for reference: mnist 60,000/10,000; cifar10/100 50,000/10,000;
-# imagenet2012 1,281,167 train / 50,000 validation (+ test without labels); imagenette full-size-v2
-# 9,469 / 3,925.
-REAL_SPLITS = {
-    'mnist': ('train', 'test'),
-    'cifar10': ('train', 'test'),
-    'cifar100': ('train', 'test'),
-    'imagenet2012': ('train', 'validation', 'test'),
-    'imagenette/full-size-v2': ('train', 'validation'),
-}
+# Data sets that tfds's own builders prepare (facts, split names included, from the registry).
+TFDS_DATASETS = sorted(name for name, spec in DATASETS.items() if spec.offline_builder != spec.tfds_name)
 IMAGENET_TRAIN = 'inception_crop(224) | flip_lr | lighting | normalize("imagenet")'
 IMAGENET_EVAL = 'resize_center_crop(224, 256) | normalize("imagenet")'
-RECIPES = {  # name: (train_ops, eval_ops, preset of normalize, image shape, classes)
-    'mnist': ('pad_random_crop(2) | normalize("mnist")', 'normalize("mnist")', 'mnist', (28, 28, 1), 10),
-    'cifar10': ('pad_random_crop(4) | flip_lr | normalize("cifar10")', 'normalize("cifar10")',
-                'cifar10', (32, 32, 3), 10),
-    'cifar100': ('pad_random_crop(4) | flip_lr | normalize("cifar100")', 'normalize("cifar100")',
-                 'cifar100', (32, 32, 3), 100),
-    'imagenet2012': (IMAGENET_TRAIN, IMAGENET_EVAL, 'imagenet', (224, 224, 3), 1000),
-    'imagenette': (IMAGENET_TRAIN, IMAGENET_EVAL, 'imagenet', (224, 224, 3), 10),
-}
+
+
+def recipe(name: str) -> tuple[str, str, str, tuple, int]:
+  """(train_ops, eval_ops, normalize preset, model input shape, classes) of a typical recipe."""
+  spec = DATASETS[name]
+  if spec.image_shape[0] is None:  # photos of varying size: Inception crops
+    return IMAGENET_TRAIN, IMAGENET_EVAL, 'imagenet', (224, 224, 3), spec.num_classes
+  return (f'pad_random_crop(2) | flip_lr | normalize("{name}")', f'normalize("{name}")', name,
+          spec.image_shape, spec.num_classes)
 
 
 @pytest.fixture(scope='module')
 def metadata_dir(tmp_path_factory) -> str:
   path = str(tmp_path_factory.mktemp('tfds_metadata'))
-  for name, splits in REAL_SPLITS.items():
-    builder = tfds.builder(name, data_dir=path)
+  for spec in map(DATASETS.get, TFDS_DATASETS):
+    builder, splits = tfds.builder(spec.tfds_name, data_dir=path), spec.splits
     builder.info.set_splits(tfds.core.SplitDict([
         tfds.core.SplitInfo(name=split, shard_lengths=[NUM_FAKE], num_bytes=0, filename_template=None)
         for split in splits]))
@@ -64,10 +56,10 @@ def mock_dir(metadata_dir):
 
 
 def _config(data_dir, name, train_ops=None, eval_ops=None, **overrides):
-  recipe = RECIPES[name]
+  ops = recipe(name)
   return small_config(data_dir, data__name=name,
-                      data__train_ops=recipe[0] if train_ops is None else train_ops,
-                      data__eval_ops=recipe[1] if eval_ops is None else eval_ops, **overrides).data
+                      data__train_ops=ops[0] if train_ops is None else train_ops,
+                      data__eval_ops=ops[1] if eval_ops is None else eval_ops, **overrides).data
 
 
 def _train(data, batch, n=1, seed=0):
@@ -82,19 +74,19 @@ def _value_bounds(preset, margin=0.0):
   return (0 - margin - mean) / std - 1e-5, (1 + margin - mean) / std + 1e-5
 
 
-def test_registry_names_real_tfds_builders_and_splits():
-  for name, spec in DATASETS.items():
-    if name == 'digits':
-      continue  # our own builder, tested with real data in test_pipeline.py
-    assert spec.tfds_name in REAL_SPLITS, name
-    assert {spec.train_split, spec.eval_split} <= set(REAL_SPLITS[spec.tfds_name]), name
-    assert tfds.builder(spec.tfds_name).info.features[spec.image_key].shape[-1] in (1, 3)
-  assert set(RECIPES) | {'digits'} == set(DATASETS)
+def test_registry_facts_match_the_tfds_builders():
+  for name in TFDS_DATASETS:
+    spec = DATASETS[name]
+    features = tfds.builder(spec.tfds_name).info.features
+    assert {spec.train_split, spec.eval_split} <= set(spec.splits), name
+    assert features[spec.image_key].shape == spec.image_shape, name
+    assert features[spec.label_key].num_classes == spec.num_classes, name
+    assert spec.mean_std is None or len(spec.mean_std[0]) == spec.image_shape[-1], name
 
 
-@pytest.mark.parametrize('name', sorted(RECIPES))
+@pytest.mark.parametrize('name', TFDS_DATASETS)
 def test_train_and_eval_batches_through_the_pipeline(mock_dir, name):
-  train_ops, eval_ops, preset, shape, classes = RECIPES[name]
+  train_ops, eval_ops, preset, shape, classes = recipe(name)
   data = _config(mock_dir, name, data__shuffle_buffer=1)  # no shuffle: batches align across seeds
   info = pipeline.dataset_info(data)
   assert info == pipeline.DatasetInfo(num_classes=classes, image_shape=shape, num_train=NUM_FAKE,

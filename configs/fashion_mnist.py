@@ -1,0 +1,140 @@
+"""Fashion-MNIST (Xiao, Rasul & Vollgraf 2017): LeNet-5, CIFAR-style ResNets and their plain twins,
+Wide ResNets and stochastic depth, trained on this CPU from Debian's idx files.
+
+  apt-get install dataset-fashion-mnist     # once: the idx files in /usr/share/datasets/fashion-mnist
+  python -m cnn_jax.main --config=configs/fashion_mnist.py:lenet5 --workdir=/tmp/cnn_jax/fm_lenet5
+  python -m cnn_jax.main --config=configs/fashion_mnist.py:resnet20 --workdir=/tmp/cnn_jax/fm_r20
+  python -m cnn_jax.main --config=configs/fashion_mnist.py:plain56,steps=2000 --workdir=/tmp/fm_p56
+  python -m cnn_jax.main --config=configs/fashion_mnist.py:resnet110,survival=0.5 --workdir=...
+  python -m cnn_jax.main --config=configs/fashion_mnist.py:wrn-16-4 --workdir=/tmp/cnn_jax/fm_wrn
+
+Arguments:
+  model (positional)  lenet5 | resnetD | plainD (CIFAR ResNet of depth D = 6n+2: 20, 32, 44, 56,
+                      110, ...; plain = without shortcuts) | wrn-D-K (Wide ResNet, D = 6n+4,
+                      widening factor K). Default resnet20.
+  survival=P          stochastic depth: survival probability of the last block (linear decay
+                      rule, Huang et al. 2016: 0.5); 1 = off. Residual nets only.
+  steps=N             the run's budget in iterations at batch 128; every boundary of the schedule
+                      is a fixed fraction of it. Default: the CPU budget below. The papers' budget
+                      is steps=64000 (He et al.'s CIFAR schedule, 149 epochs of 55,000).
+  train_size=N        train on the first N of the 55,000 training examples (0 = all).
+  validation=N        the last N of the 60,000 training images are the validation split (default
+                      5,000); model selection and sweeps' "best" error read it, never the test set.
+  runlocal            the smoke run on digits (configs/common.py).
+
+Published targets (sheet section 15), test error %: Zhong et al. 2017 (Random Erasing), without
+random erasing: ResNet-20 4.39, ResNet-32 4.16, ResNet-44 4.41, ResNet-56 4.39, ResNet-110 4.40,
+WRN-28-10 4.01. Zalando's benchmark table (accuracy %): ResNet-18 94.9, WRN-28-10 95.9, WRN-40-4
+96.7.
+
+Reached on this machine (2 CPU cores), with the commands above: see the README's "Fashion-MNIST"
+section, which gives the epochs, wall time and accuracy of each run.
+
+Recipe: batch 128; 4-pixel zero padding, random 28x28 crop and horizontal flip (the CIFAR rule of
+the ResNet papers; LeNet-5's 32x32 field is the 28x28 image padded by 2 first); per-channel
+normalisation with the training set's mean and std (0.2860, 0.3530); SGD momentum 0.9.
+- ResNets, plain nets, stochastic depth (He et al. 2015's CIFAR-10 recipe): lr 0.1 divided by 10
+  at 50% and 75% of the run (their 32k and 48k of 64k iterations), weight decay 1e-4; depth >= 110
+  starts at lr 0.01 for the first 400 iterations (at most 1/16 of the run), as the paper's
+  ResNet-110.
+- Wide ResNets (Zagoruyko & Komodakis 2016): lr 0.1 times 0.2 at 30%, 60% and 80% (their epochs
+  60/120/160 of 200), weight decay 5e-4, Nesterov momentum; no dropout.
+- LeNet-5 (ReLU, max-pool, dense output: the registry's ``lenet5``): lr 0.05, weight decay 5e-4,
+  the ResNets' step schedule.
+
+Departures: Zhong et al.'s numbers are at full length (a few hundred epochs); the CPU default
+budgets here are 10-30x shorter. BatchNorm statistics over the whole batch of 128.
+"""
+from __future__ import annotations
+
+import re
+
+import ml_collections
+
+from configs import common
+
+BATCH = 128
+# The default budget: what this CPU affords for ResNet-20 (about 15 epochs of 55,000 at batch 128).
+CPU_STEPS = 6500
+PAPER_STEPS = 64_000
+CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)  # the paper's; any 6n+2 is accepted
+WARMUP_STEPS, WARMUP_LR, WARMUP_FROM_DEPTH = 400, 0.01, 110
+MODEL_PATTERN = re.compile(r'^(lenet5|(resnet|plain)(\d+)|wrn-(\d+)-(\d+))$')
+
+
+def parse_model(text: str) -> str:
+  if not MODEL_PATTERN.match(text.strip()):
+    raise ValueError(text)
+  return text.strip()
+
+
+ARGS = {
+    'model': common.Arg('resnet20', None, parse_model, None,
+                        'lenet5 | resnetD | plainD | wrn-D-K'),
+    'survival': common.Arg(1.0, None, float, None, 'stochastic depth: survival of the last block'),
+    'steps': common.Arg(0, None, int, None, 'iterations (0: the CPU budget)'),
+    'train_size': common.Arg(0, None, int, None, 'training subset (0: all)'),
+    'validation': common.Arg(5000, None, int, None, 'held-out validation examples'),
+}
+VALID_MODELS = 'lenet5, resnetD or plainD (D = 6n+2, e.g. 20, 32, 44, 56, 110), wrn-D-K (e.g. wrn-16-4)'
+
+
+def family(model: str) -> str:
+  return MODEL_PATTERN.match(model).group(2) or model.split('-')[0]
+
+
+def get_config(args: str = '') -> ml_collections.ConfigDict:
+  try:
+    a = common.parse_args(args, ARGS, positional='model', recipe='fashion_mnist')
+  except ValueError as e:
+    raise ValueError(f'{e} Models: {VALID_MODELS}.') from None
+  match = MODEL_PATTERN.match(a.model)
+  kind = family(a.model)
+  if not 0.0 < a.survival <= 1.0:
+    raise ValueError(f'argument survival={a.survival} must be in (0, 1] (1 = no stochastic depth).')
+  if a.survival < 1.0 and kind not in ('resnet', 'wrn'):
+    raise ValueError(f'argument survival={a.survival} needs a residual net (resnetD or wrn-D-K), '
+                     f'not {a.model}.')
+  if a.steps < 0 or a.train_size < 0 or a.validation < 0:
+    raise ValueError('arguments steps, train_size and validation must be >= 0.')
+  steps = a.steps or CPU_STEPS
+
+  config = common.base_config()
+  config.data.name = 'fashion_mnist'
+  normalize = "normalize('fashion_mnist')"
+  pad = 'pad(2) | ' if kind == 'lenet5' else ''
+  config.data.train_ops = f'{pad}pad_random_crop(4) | flip_lr | {normalize}'
+  config.data.eval_ops = f'{pad}{normalize}'
+  config.data.cache = True
+  config.data.validation_size = a.validation
+  config.data.train_size = a.train_size
+  config.optimizer.learning_rate = 0.1
+  config.optimizer.nesterov = False
+  config.optimizer.weight_decay = 1e-4
+  he_boundaries = (round(0.5 * steps), round(0.75 * steps))
+  if kind == 'lenet5':
+    common.set_model(config, 'lenet5')
+    config.optimizer.learning_rate = 0.05
+    config.optimizer.weight_decay = 5e-4
+    common.piecewise(config, he_boundaries, 0.1, unit='steps')
+  elif kind in ('resnet', 'plain'):
+    depth = int(match.group(3))
+    common.set_model(config, 'resnet_cifar', depth=depth, width=16, residual=kind == 'resnet',
+                     survival_prob_last=a.survival, bn_group_size=None)
+    common.piecewise(config, he_boundaries, 0.1, unit='steps')
+    if depth >= WARMUP_FROM_DEPTH:
+      config.schedule.warmup = min(WARMUP_STEPS, steps // 16)
+      config.schedule.warmup_lr = WARMUP_LR
+      config.schedule.warmup_shape = 'constant'
+  else:
+    common.set_model(config, 'wrn', depth=int(match.group(4)), widen_factor=int(match.group(5)),
+                     dropout_rate=0.0, survival_prob_last=a.survival)
+    config.optimizer.nesterov = True
+    config.optimizer.weight_decay = 5e-4
+    common.piecewise(config, tuple(round(f * steps) for f in (0.3, 0.6, 0.8)), 0.2, unit='steps')
+  config.batch_size = BATCH
+  config.num_train_steps = steps
+  config.eval_every_epochs = 1
+  config.log_every_steps = 50
+  config.checkpoint_every_steps = 500
+  return common.finish(config, a, rgb=False)
