@@ -44,6 +44,7 @@ def _zero_metrics(names: tuple[str, ...]) -> dict[str, jax.Array]:
 
 
 TRAIN_SUMS = ('loss', 'correct', 'count')
+RESULT_FILE = 'result.json'  # final metrics; written last, so it marks a finished run
 EVAL_SUMS = ('loss', 'correct', 'correct_top5', 'count')
 
 
@@ -214,7 +215,7 @@ def save_result(workdir: str, step: int, results: dict[str, dict]) -> None:
   """``workdir/result.json``: the final metrics per split; its presence marks a finished run."""
   if jax.process_index() == 0:
     record = {'step': step, **{role: {k: float(v) for k, v in m.items()} for role, m in results.items()}}
-    with tf.io.gfile.GFile(os.path.join(workdir, 'result.json'), 'w') as f:
+    with tf.io.gfile.GFile(os.path.join(workdir, RESULT_FILE), 'w') as f:
       f.write(json.dumps(record, indent=2, sort_keys=True))
 
 
@@ -238,6 +239,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     state = restored
     reporter.message(f'resumed from step {int(state.step)} in {workdir}')
   step = int(state.step)
+  result_path = os.path.join(workdir, RESULT_FILE)
+  if step < setup.total_steps and jax.process_index() == 0 and tf.io.gfile.exists(result_path):
+    tf.io.gfile.remove(result_path)  # a finished run given more steps is unfinished again
   if jax.process_count() > 1:  # a process that saw another checkpoint would desynchronise the run
     multihost_utils.assert_equal(np.int64(step), 'processes disagree on the step to resume from')
   logging.info('%s: %d steps (%d per epoch), global batch %d over %d devices',

@@ -139,7 +139,6 @@ def base_config() -> ml_collections.ConfigDict:
   config.optimizer.decay_all_params = False
   config.mixed_precision = False
   config.schedule.warmup = 0
-  config.schedule.warmup_lr = None
   config.num_train_steps = 0
   config.eval_every_epochs = 1
   config.log_every_steps = 100

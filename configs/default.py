@@ -6,6 +6,7 @@ Expected: about 98-99% test accuracy on the 360 test digits, in under a minute o
 Every other config starts from this one and overrides what its paper changes.
 """
 import ml_collections
+from ml_collections.config_dict import placeholder  # None that --config.X=... can override
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -14,11 +15,11 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.name = 'digits'           # any name in cnn_jax.data.DATASETS
-  config.data.data_dir = None           # tfds data dir; default $TFDS_DATA_DIR or ~/tensorflow_datasets
-  config.data.manual_dir = None         # for data sets tfds cannot download (imagenet2012)
+  config.data.data_dir = placeholder(str)    # tfds data dir; None = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.data.manual_dir = placeholder(str)  # for data sets tfds cannot download (imagenet2012)
   config.data.download = True
-  config.data.source_dir = None         # local files of a data set cnn_jax prepares itself
-                                        # (fashion_mnist's idx files); None = its default place
+  config.data.source_dir = placeholder(str)  # local files of a data set cnn_jax prepares itself
+                                             # (fashion_mnist's idx files); None = its default place
   config.data.train_split = ''          # tfds split syntax, e.g. 'train[:90%]'; '' = the data set's
   config.data.eval_split = ''           # e.g. 'test[:64]' for a smoke run; '' = the data set's
   config.data.validation_size = 0       # hold out the last N training examples for model selection
@@ -55,7 +56,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.schedule.name = 'cosine'       # constant, piecewise, cosine, plateau
   config.schedule.unit = 'epochs'       # unit of warmup and boundaries: epochs or steps
   config.schedule.warmup = 1
-  config.schedule.warmup_lr = None      # warm-up start (linear) or level (constant); None = 0
+  config.schedule.warmup_lr = placeholder(float)  # warm-up start (linear) or level (constant); None = 0
   config.schedule.warmup_shape = 'linear'  # linear or constant
   config.schedule.boundaries = ()       # piecewise: where the rate is multiplied by decay_factor
   config.schedule.decay_factor = 0.1

@@ -27,11 +27,13 @@ random erasing: ResNet-20 4.39, ResNet-32 4.16, ResNet-44 4.41, ResNet-56 4.39, 
 WRN-28-10 4.01. Zalando's benchmark table (accuracy %): ResNet-18 94.9, WRN-28-10 95.9, WRN-40-4
 96.7.
 
-Reached on this machine (2 CPU cores), with the commands above: see the README's "Fashion-MNIST"
-section, which gives the epochs, wall time and accuracy of each run.
+Reached on this machine (2 CPU cores, default budget of 6,500 iterations = 15.1 epochs; the
+README's "Fashion-MNIST" section has the wall times): LeNet-5 test error 9.51% (accuracy 90.49%,
+validation 92.36%); ResNet-20: RESNET20_RESULT.
 
 Recipe: batch 128; 4-pixel zero padding, random 28x28 crop and horizontal flip (the CIFAR rule of
-the ResNet papers; LeNet-5's 32x32 field is the 28x28 image padded by 2 first); per-channel
+the ResNet papers), except LeNet-5: its 32x32 field is the 28x28 image padded by 2, flipped, not
+cropped (with the crops the small net underfit: 88.26% test, 89.3% train); per-channel
 normalisation with the training set's mean and std (0.2860, 0.3530); SGD momentum 0.9.
 - ResNets, plain nets, stochastic depth (He et al. 2015's CIFAR-10 recipe): lr 0.1 divided by 10
   at 50% and 75% of the run (their 32k and 48k of 64k iterations), weight decay 1e-4; depth >= 110
@@ -102,9 +104,12 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
   config = common.base_config()
   config.data.name = 'fashion_mnist'
   normalize = "normalize('fashion_mnist')"
-  pad = 'pad(2) | ' if kind == 'lenet5' else ''
-  config.data.train_ops = f'{pad}pad_random_crop(4) | flip_lr | {normalize}'
-  config.data.eval_ops = f'{pad}{normalize}'
+  if kind == 'lenet5':  # its 32x32 field; with random crops the small net underfit
+    config.data.train_ops = f'pad(2) | flip_lr | {normalize}'
+    config.data.eval_ops = f'pad(2) | {normalize}'
+  else:
+    config.data.train_ops = f'pad_random_crop(4) | flip_lr | {normalize}'
+    config.data.eval_ops = normalize
   config.data.cache = True
   config.data.validation_size = a.validation
   config.data.train_size = a.train_size

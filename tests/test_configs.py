@@ -187,8 +187,7 @@ EXPECTED = {
         'schedule.boundaries': (300, 600, 800), 'schedule.decay_factor': 0.2,
         'data.validation_size': 0},
     ('fashion_mnist', 'lenet5'): {
-        'model.name': 'lenet5', 'data.train_ops': "pad(2) | pad_random_crop(4) | flip_lr | "
-        "normalize('fashion_mnist')", 'data.eval_ops': "pad(2) | normalize('fashion_mnist')",
+        'model.name': 'lenet5', 'data.train_ops': "pad(2) | flip_lr | normalize('fashion_mnist')", 'data.eval_ops': "pad(2) | normalize('fashion_mnist')",
         'optimizer.learning_rate': 0.05, 'optimizer.weight_decay': 5e-4},
 }
 
@@ -323,6 +322,15 @@ def test_config_file_arguments_through_the_command_line_flag():
   values(['main', f'--config={here}/configs/resnet_cifar10.py:110,runlocal'])
   assert values.config.model.depth == 110 and values.config.data.name == 'digits'
   assert values.config.schedule.warmup == 400
+  # Fields whose default is None take a value from the command line too.
+  argv = ['main', f'--config={here}/configs/fashion_mnist.py:lenet5', '--config.data.data_dir=/d',
+          '--config.data.source_dir=/s', '--config.data.manual_dir=/m',
+          '--config.schedule.warmup_lr=0.01']
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file('config', 'configs/default.py', flag_values=values, sys_argv=argv)
+  values(argv)
+  assert (values.config.data.data_dir, values.config.data.source_dir,
+          values.config.data.manual_dir, values.config.schedule.warmup_lr) == ('/d', '/s', '/m', 0.01)
 
 
 # ---------------------------------------------------------------------------------------------
