@@ -318,8 +318,9 @@ plain left, residual right, one colour per depth.""",
     fixed={'config.eval_every_epochs': 0.5, 'config.checkpoint_every_steps': 100},
     plot=Plot(x='depth', series='net', curves=True, panels='net'),
     steps=500,
-    cpu_budget=('8 runs of 500 iterations (1.2 epochs): about 55 min with --parallel=2 on 2 CPU '
-                'cores (estimated from measured step rates, 0.7 s per ResNet-20 step on one core)'),
+    cpu_budget=('8 runs of 500 iterations (1.2 epochs): about 75 min with --parallel=2 on 2 CPU '
+                'cores (estimated from plain-20 at 111 img/s on one core, cost proportional to '
+                'depth)'),
     paper_steps=64_000,
     paper_budget='64,000 iterations at batch 128, lr 0.1 divided by 10 at 32k and 48k'))
 

@@ -391,7 +391,8 @@ def _curves_figure(plt, sweep_dir: str, sweep: Mapping[str, Any], points: Sequen
     ax.set_title(f'{panel}' if panel is not None else sweep['name'])
     ax.set_xlabel('iterations')
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # a panel none of whose runs has an evaluation yet
+      ax.legend(fontsize=8)
   axes[0][0].set_ylabel('error (%)')
   figure.suptitle(f'{sweep["name"]}: training error (dashed) and test error (bold)')
   figure.tight_layout()
