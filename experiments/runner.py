@@ -186,11 +186,15 @@ class Attempt:
                    f'{socket.gethostname()}{f" cores {list(cores)}" if cores else ""}: '
                    f'{shlex.join(command)}\n')
     self.log.flush()
-    pin = (lambda: os.sched_setaffinity(0, cores)) if cores else None
-    # Called from a single-threaded launcher (no thread holds a lock the child could inherit).
     self.process = subprocess.Popen(list(command), cwd=REPO, env=dict(env), stdout=self.log,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    preexec_fn=pin)
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if cores:
+      # Pinned from outside (a preexec_fn would fork a possibly multithreaded parent): the child
+      # is still starting Python, so XLA's and tf.data's thread pools, made later, see only these.
+      try:
+        os.sched_setaffinity(self.process.pid, cores)
+      except ProcessLookupError:
+        pass  # it has already exited: poll() reports how
     self.entry['pid'] = self.process.pid
     write_json(path, record)
 
