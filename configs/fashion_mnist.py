@@ -59,8 +59,6 @@ from configs import common
 BATCH = 128
 # The default budget: what this CPU affords for ResNet-20 (about 15 epochs of 55,000 at batch 128).
 CPU_STEPS = 6500
-PAPER_STEPS = 64_000
-CIFAR_RESNET_DEPTHS = (20, 32, 44, 56, 110)  # the paper's; any 6n+2 is accepted
 WARMUP_STEPS, WARMUP_LR, WARMUP_FROM_DEPTH = 400, 0.01, 110
 MODEL_PATTERN = re.compile(r'^(lenet5|(resnet|plain)(\d+)|wrn-(\d+)-(\d+))$')
 

@@ -86,12 +86,13 @@ class FashionMnistIdx(tfds.core.GeneratorBasedBuilder):
   RELEASE_NOTES = {'1.0.0': "tfds fashion_mnist 3.0.1's features and splits, from local idx files."}
   def __init__(self, *, source_dir: str | None = None, **kwargs):
     self.source_dir = source_dir or DEFAULT_SOURCE_DIR
+    self._loaded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     super().__init__(**kwargs)
 
   def check_source(self) -> None:
-    """Raises ConfigError now if the files are missing or damaged (before tfds starts writing)."""
-    for split in SPLIT_FILES:
-      load_split(self.source_dir, split)
+    """Raises ConfigError now if the files are missing or damaged (before tfds starts writing);
+    the verified arrays are kept for the examples, so each file is read once."""
+    self._loaded = {split: load_split(self.source_dir, split) for split in SPLIT_FILES}
 
   def _info(self) -> tfds.core.DatasetInfo:
     return self.dataset_info_from_configs(
@@ -105,7 +106,8 @@ class FashionMnistIdx(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     del dl_manager  # nothing to download
-    return {split: self._generate_examples(*load_split(self.source_dir, split))
+    return {split: self._generate_examples(*(self._loaded.get(split)
+                                             or load_split(self.source_dir, split)))
             for split in SPLIT_FILES}
 
   def _generate_examples(self, images, labels):
