@@ -13,6 +13,8 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from cnn_jax import run_files
+
 
 def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
@@ -22,7 +24,7 @@ def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Checkpo
   )
   # Remote workdirs (gs://...) are used as they are; local ones are made absolute for orbax.
   root = workdir if '://' in workdir else os.path.abspath(workdir)
-  return ocp.CheckpointManager(os.path.join(root, 'checkpoints'), options=options)
+  return ocp.CheckpointManager(os.path.join(root, run_files.CHECKPOINTS), options=options)
 
 
 def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Optional[Any]:

@@ -15,6 +15,8 @@ from typing import Optional
 import jax
 import tensorflow as tf
 
+from cnn_jax import run_files
+
 
 class Reporter:
   """Writes scalars to TensorBoard and JSON lines, and progress to the console."""
@@ -30,7 +32,7 @@ class Reporter:
     if self.enabled:
       tf.io.gfile.makedirs(workdir)  # tf.io.gfile: local paths and gs:// alike
       self._writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
-      path = os.path.join(workdir, 'metrics.jsonl')
+      path = os.path.join(workdir, run_files.METRICS)
       # GCS cannot append: a resumed run rewrites the earlier records, then adds its own.
       earlier = tf.io.gfile.GFile(path).read() if tf.io.gfile.exists(path) else ''
       self._jsonl = tf.io.gfile.GFile(path, 'w')

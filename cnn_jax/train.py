@@ -21,7 +21,7 @@ import tensorflow as tf
 from absl import logging
 from jax.experimental import multihost_utils
 
-from cnn_jax import checkpoint, models, optim, parallel, reporting
+from cnn_jax import checkpoint, models, optim, parallel, reporting, run_files
 from cnn_jax.data import pipeline
 
 
@@ -44,7 +44,7 @@ def _zero_metrics(names: tuple[str, ...]) -> dict[str, jax.Array]:
 
 
 TRAIN_SUMS = ('loss', 'correct', 'count')
-RESULT_FILE = 'result.json'  # final metrics; written last, so it marks a finished run
+RESULT_FILE = run_files.RESULT
 EVAL_SUMS = ('loss', 'correct', 'correct_top5', 'count')
 
 
@@ -225,7 +225,7 @@ def save_result(workdir: str, step: int, results: dict[str, dict]) -> None:
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
   if jax.process_index() == 0:
     tf.io.gfile.makedirs(workdir)
-    with tf.io.gfile.GFile(os.path.join(workdir, 'config.json'), 'w') as f:
+    with tf.io.gfile.GFile(os.path.join(workdir, run_files.CONFIG), 'w') as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
