@@ -18,6 +18,8 @@ Arguments:
                       is a fixed fraction of it. Default: the CPU budget below. The papers' budget
                       is steps=64000 (He et al.'s CIFAR schedule, 149 epochs of 55,000).
   train_size=N        train on the first N of the 55,000 training examples (0 = all).
+  pad=N               zero padding (pixels) before the random 28x28 crop of the ResNets and Wide
+                      ResNets (default 4, the CIFAR rule; 0 = flip only).
   validation=N        the last N of the 60,000 training images are the validation split (default
                       5,000); model selection and sweeps' "best" error read it, never the test set.
   runlocal            the smoke run on digits (configs/common.py).
@@ -77,6 +79,7 @@ ARGS = {
     'steps': common.Arg(0, None, int, None, 'iterations (0: the CPU budget)'),
     'train_size': common.Arg(0, None, int, None, 'training subset (0: all)'),
     'validation': common.Arg(5000, None, int, None, 'held-out validation examples'),
+    'pad': common.Arg(4, None, int, None, 'zero padding of the random crops (ResNets, WRNs)'),
 }
 VALID_MODELS = 'lenet5, resnetD or plainD (D = 6n+2, e.g. 20, 32, 44, 56, 110), wrn-D-K (e.g. wrn-16-4)'
 
@@ -97,8 +100,8 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
   if a.survival < 1.0 and kind not in ('resnet', 'wrn'):
     raise ValueError(f'argument survival={a.survival} needs a residual net (resnetD or wrn-D-K), '
                      f'not {a.model}.')
-  if a.steps < 0 or a.train_size < 0 or a.validation < 0:
-    raise ValueError('arguments steps, train_size and validation must be >= 0.')
+  if a.steps < 0 or a.train_size < 0 or a.validation < 0 or a.pad < 0:
+    raise ValueError('arguments steps, train_size, validation and pad must be >= 0.')
   steps = a.steps or CPU_STEPS
 
   config = common.base_config()
@@ -108,7 +111,8 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
     config.data.train_ops = f'pad(2) | flip_lr | {normalize}'
     config.data.eval_ops = f'pad(2) | {normalize}'
   else:
-    config.data.train_ops = f'pad_random_crop(4) | flip_lr | {normalize}'
+    crop = f'pad_random_crop({a.pad}) | ' if a.pad else ''
+    config.data.train_ops = f'{crop}flip_lr | {normalize}'
     config.data.eval_ops = normalize
   config.data.cache = True
   config.data.validation_size = a.validation

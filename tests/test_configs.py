@@ -186,6 +186,9 @@ EXPECTED = {
         'optimizer.nesterov': True, 'optimizer.weight_decay': 5e-4, 'schedule.unit': 'steps',
         'schedule.boundaries': (300, 600, 800), 'schedule.decay_factor': 0.2,
         'data.validation_size': 0},
+    ('fashion_mnist', 'resnet20,pad=2'): {
+        'data.train_ops': "pad_random_crop(2) | flip_lr | normalize('fashion_mnist')"},
+    ('fashion_mnist', 'resnet20,pad=0'): {'data.train_ops': "flip_lr | normalize('fashion_mnist')"},
     ('fashion_mnist', 'lenet5'): {
         'model.name': 'lenet5', 'data.train_ops': "pad(2) | flip_lr | normalize('fashion_mnist')", 'data.eval_ops': "pad(2) | normalize('fashion_mnist')",
         'optimizer.learning_rate': 0.05, 'optimizer.weight_decay': 5e-4},
@@ -306,6 +309,7 @@ def test_arguments_positional_named_and_flags():
     ('fashion_mnist', 'plain20,survival=0.5', r'survival=0.5 needs a residual net'),
     ('fashion_mnist', 'survival=0', r'survival=0.0 must be in \(0, 1\]'),
     ('fashion_mnist', 'steps=-5', r'must be >= 0'),
+    ('fashion_mnist', 'pad=-1', r'steps, train_size, validation and pad must be >= 0'),
 ])
 def test_bad_arguments_raise_a_value_error_naming_the_valid_ones(name, args, message):
   with pytest.raises(ValueError, match=message):
