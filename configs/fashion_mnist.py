@@ -102,6 +102,9 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
                      f'not {a.model}.')
   if a.steps < 0 or a.train_size < 0 or a.validation < 0 or a.pad < 0:
     raise ValueError('arguments steps, train_size, validation and pad must be >= 0.')
+  if kind == 'lenet5' and a.pad != ARGS['pad'].default:
+    raise ValueError(f'argument pad={a.pad} is for the ResNets and Wide ResNets: LeNet-5 sees the '
+                     'whole image, padded to its 32x32 field.')
   steps = a.steps or CPU_STEPS
 
   config = common.base_config()

@@ -310,6 +310,7 @@ def test_arguments_positional_named_and_flags():
     ('fashion_mnist', 'survival=0', r'survival=0.0 must be in \(0, 1\]'),
     ('fashion_mnist', 'steps=-5', r'must be >= 0'),
     ('fashion_mnist', 'pad=-1', r'steps, train_size, validation and pad must be >= 0'),
+    ('fashion_mnist', 'lenet5,pad=2', r'pad=2 is for the ResNets and Wide ResNets'),
 ])
 def test_bad_arguments_raise_a_value_error_naming_the_valid_ones(name, args, message):
   with pytest.raises(ValueError, match=message):
