@@ -75,4 +75,6 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_epochs = 5.0       # may be fractional (0.5: twice an epoch)
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 2
+  config.skip_nonfinite_steps = False   # False: a non-finite loss or gradient stops the run (no
+                                        # checkpoint of it is written); True: skip that update
   return config

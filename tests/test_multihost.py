@@ -12,7 +12,7 @@ import time
 import jax
 import numpy as np
 
-from cnn_jax import checkpoint, train
+from cnn_jax import train
 from tests.conftest import REPO, run_main, small_config
 
 # A constant rate makes "20 steps, stop, resume to 40" the same run as "40 steps". gloo sums the
@@ -40,8 +40,7 @@ def _launch(args, data_dir, timeout=300):
 
 def _params(workdir, data_dir):
   config = small_config(data_dir, schedule__name='constant', schedule__warmup=0)
-  setup = train.build(config)
-  state = checkpoint.restore_latest(checkpoint.make_manager(workdir, config), train.init_state(setup, 0))
+  state = train.latest_state(config, workdir)
   return int(state.step), jax.tree.map(np.asarray, (state.params, state.opt_state))
 
 
