@@ -273,9 +273,12 @@ def evaluate(setup: Setup, config: ml_collections.ConfigDict, eval_step, state: 
 # The loop
 
 
-def eval_roles(setup: Setup) -> tuple[str, ...]:
-  """The splits every evaluation covers; the first one selects models and drives plateau."""
-  return ('validation', 'eval') if setup.info.num_validation else ('eval',)
+def eval_roles(setup: Setup, config: ml_collections.ConfigDict, final: bool) -> tuple[str, ...]:
+  """The splits an evaluation covers; the first one selects models and drives plateau. With
+  ``config.final_test_only`` and a validation split, the test split waits for the last step."""
+  if not setup.info.num_validation:
+    return ('eval',)
+  return ('validation', 'eval') if final or not config.final_test_only else ('validation',)
 
 
 def save_result(workdir: str, step: int, results: dict[str, dict]) -> None:
@@ -411,7 +414,6 @@ def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manage
                                    start_step=step)
   eval_every = max(1, int(config.eval_every_epochs * setup.layout.steps_per_epoch))
   skipped = sum(int(r.get('skipped_steps', 0)) for r in reporter.kept if r['split'] == 'train')
-  roles = eval_roles(setup)
   results: dict[str, dict] = {}
   reporter.start(step)
   last_log_time, last_log_step = time.time(), step
@@ -444,6 +446,8 @@ def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manage
         sums = parallel.replicate(zero_train_sums(), setup.mesh)
         last_log_time, last_log_step = time.time(), step
       if eval_now:
+        eval_start = time.time()
+        roles = eval_roles(setup, config, final=final)
         results = {role: evaluate(setup, config, eval_step, state, role) for role in roles}
         if setup.plateau:  # model selection reads the validation split when there is one
           state = plateau_step(state, jnp.float32(1.0 - results[roles[0]]['accuracy']))
@@ -453,7 +457,7 @@ def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manage
                            f'loss {metrics["loss"]:.4f} top-1 {metrics["accuracy"]:.4f} '
                            f'top-5 {metrics["top5_accuracy"]:.4f} '
                            f'({int(metrics["num_examples"])} examples)')
-        last_log_time = time.time()  # evaluation time is not training throughput
+        last_log_time += time.time() - eval_start  # evaluation time is not training throughput
       checkpoint.save(manager, step, state, sums, force=final or stop)
       checkpoint.check(manager)
       if lock is not None:
@@ -473,7 +477,8 @@ def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manage
     raise
   checkpoint.wait(manager)
   if not results:  # resumed at the end: report the result again
-    results = {role: evaluate(setup, config, eval_step, state, role) for role in roles}
+    results = {role: evaluate(setup, config, eval_step, state, role)
+               for role in eval_roles(setup, config, final=True)}
   manager.close()
   save_result(workdir, step, results)
   eval_metrics = results['eval']

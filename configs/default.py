@@ -73,6 +73,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.num_train_steps = 0            # > 0 overrides num_epochs
   config.log_every_steps = 20
   config.eval_every_epochs = 5.0       # may be fractional (0.5: twice an epoch)
+  config.final_test_only = False        # True: evaluations before the last step read only the
+                                        # validation split (when there is one), not the test split
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 2
   config.skip_nonfinite_steps = False   # False: a non-finite loss or gradient stops the run (no

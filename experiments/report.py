@@ -375,6 +375,10 @@ def _curves_figure(plt, sweep_dir: str, sweep: Mapping[str, Any], points: Sequen
   lines = list(dict.fromkeys(p['values'].get(line_key) for p in points))
   colours = plt.get_cmap('viridis')(
       [0.85 * i / max(1, len(lines) - 1) for i in range(len(lines))])
+  # Validation curves where the runs have them (model selection: with config.final_test_only the
+  # test split is read once, at the end), test curves otherwise.
+  held_out = 'validation' if any(p['curves'].get('validation') for p in points) else 'eval'
+  held_out_name = 'validation' if held_out == 'validation' else 'test'
   figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), sharey=True,
                               squeeze=False)
   for ax, panel in zip(axes[0], panels):
@@ -385,7 +389,7 @@ def _curves_figure(plt, sweep_dir: str, sweep: Mapping[str, Any], points: Sequen
       steps, errors = _mean_curve(members, 'train')
       if steps:
         ax.plot(steps, errors, '--', color=colour, linewidth=0.9)
-      steps, errors = _mean_curve(members, 'eval')
+      steps, errors = _mean_curve(members, held_out)
       if steps:
         ax.plot(steps, errors, '-', color=colour, linewidth=2.2, label=label)
     ax.set_title(f'{panel}' if panel is not None else sweep['name'])
@@ -394,7 +398,7 @@ def _curves_figure(plt, sweep_dir: str, sweep: Mapping[str, Any], points: Sequen
     if ax.get_legend_handles_labels()[0]:  # a panel none of whose runs has an evaluation yet
       ax.legend(fontsize=8)
   axes[0][0].set_ylabel('error (%)')
-  figure.suptitle(f'{sweep["name"]}: training error (dashed) and test error (bold)')
+  figure.suptitle(f'{sweep["name"]}: training error (dashed) and {held_out_name} error (bold)')
   figure.tight_layout()
   figure.savefig(os.path.join(sweep_dir, 'curves.png'), dpi=110)
   plt.close(figure)

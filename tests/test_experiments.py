@@ -365,8 +365,10 @@ def test_registered_grids_vary_what_their_papers_vary(in_repo):
   survival = [_resolved_config(p).model.survival_prob_last
               for p in definitions.expand(definitions.SWEEPS['stochastic_depth'])]
   assert survival == [1.0, 0.8, 0.5]
-  widths = [(p.config, p.name) for p in definitions.expand(definitions.SWEEPS['depth_vs_width'])]
-  assert widths[0] == ('configs/fashion_mnist.py:model=wrn-40-1,steps=600', 'depth=40,width=1,seed=0')
+  sweep = definitions.SWEEPS['depth_vs_width']
+  widths = [(p.config, p.name) for p in definitions.expand(sweep)]
+  assert widths[0] == (f'configs/fashion_mnist.py:model=wrn-40-1,steps={sweep.steps}',
+                       'depth=40,width=1,seed=0')
 
 
 def test_print_executor_prints_every_command_and_runs_nothing(tmp_path):
@@ -378,16 +380,15 @@ def test_print_executor_prints_every_command_and_runs_nothing(tmp_path):
   sbatch = [line for line in lines if ' sbatch ' in line]
   assert len(commands) == 8 and len(sbatch) == 8
   workdir = f'{tmp_path}/s/net=plain,depth=20,seed=0'
+  fixed = ' '.join(f'--{key}={definitions.format_value(value)}'
+                   for key, value in definitions.SWEEPS['degradation'].fixed.items())
   assert commands[0] == (f'mkdir -p {workdir} && python -m cnn_jax.main '
                          f'--config=configs/fashion_mnist.py:model=plain20,steps=800 '
-                         f'--workdir={workdir} --config.eval_every_epochs=0.5 '
-                         f'--config.checkpoint_every_steps=100 --config.seed=0 '
-                         f'>> {workdir}/log.txt 2>&1')
+                         f'--workdir={workdir} {fixed} --config.seed=0 >> {workdir}/log.txt 2>&1')
   assert sbatch[-1].endswith(
       '--partition=gpu --output={0}/slurm-%j.out launch/slurm.sbatch '
-      '--config=configs/fashion_mnist.py:model=resnet56,steps=800 --workdir={0} '
-      '--config.eval_every_epochs=0.5 --config.checkpoint_every_steps=100 '
-      '--config.seed=0'.format(f'{tmp_path}/s/net=resnet,depth=56,seed=0'))
+      '--config=configs/fashion_mnist.py:model=resnet56,steps=800 --workdir={0} {1} '
+      '--config.seed=0'.format(f'{tmp_path}/s/net=resnet,depth=56,seed=0', fixed))
   assert not os.path.exists(f'{tmp_path}/s')
 
 

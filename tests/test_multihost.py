@@ -95,3 +95,34 @@ def test_a_killed_process_makes_the_other_exit_with_an_error(data_dir, tmp_path)
   assert procs[0].returncode != 0
   assert elapsed < 60
   assert 'another task died' in stderr or 'stopped sending heartbeats' in stderr, stderr[-2000:]
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step_with_a_checkpoint(data_dir, tmp_path):
+  """Preemption of one host: JAX's preemption service tells the other, and both save one step."""
+  port = _free_port()
+  env = dict(os.environ, TFDS_DATA_DIR=data_dir, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             PYTHONUNBUFFERED='1')
+  procs = [subprocess.Popen(
+      [sys.executable, '-m', 'cnn_jax.main', f'--workdir={tmp_path}', f'--coordinator_address=localhost:{port}',
+       '--num_processes=2', f'--process_id={i}', *ARGS, '--config.num_train_steps=100000',
+       '--config.log_every_steps=1', '--config.checkpoint_every_steps=100000'], cwd=REPO, env=env,
+      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  try:
+    deadline = time.time() + 180
+    while time.time() < deadline:  # wait until training runs
+      line = procs[0].stdout.readline()
+      if line.startswith('step 3/'):
+        break
+    else:
+      raise AssertionError('training never started')
+    procs[1].send_signal(signal.SIGTERM)
+    outputs = [p.communicate(timeout=120) for p in procs]
+  finally:
+    for p in procs:
+      p.kill()
+  codes = [p.returncode for p in procs]
+  assert codes == [128 + signal.SIGTERM] * 2, [err[-2000:] for _, err in outputs]
+  lines = [err.strip().splitlines()[-1] for _, err in outputs]
+  assert all(line.startswith('error: stopped by preemption at step ') for line in lines), lines
+  steps = {int(line.split('at step ')[1].split(':')[0]) for line in lines}
+  assert len(steps) == 1 and os.listdir(tmp_path / 'checkpoints') == [str(steps.pop())]

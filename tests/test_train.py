@@ -170,12 +170,16 @@ def test_cli_reports_a_bad_config_argument_in_one_line(data_dir, tmp_path):
       "error: ValueError: unknown argument '21' for resnet_cifar10")
 
 
+@pytest.mark.parametrize('final_test_only', [False, True])
 def test_validation_split_is_evaluated_apart_and_drives_the_plateau_schedule(data_dir, tmp_path,
-                                                                             monkeypatch):
-  """Model selection reads the held-out validation split; the test split is reported beside it."""
+                                                                             monkeypatch,
+                                                                             final_test_only):
+  """Model selection reads the held-out validation split; the test split is reported beside it,
+  or only at the end."""
   config = small_config(data_dir, num_train_steps=20, batch_size=110, log_every_steps=10,
                         eval_every_epochs=1, schedule__name='plateau', schedule__warmup=0,
-                        data__validation_size=337)  # 1,100 training examples: 10 steps an epoch
+                        data__validation_size=337,  # 1,100 training examples: 10 steps an epoch
+                        final_test_only=final_test_only)
   fed = []
   make_plateau_step = train.make_plateau_step
   def recording_plateau_step(setup):
@@ -187,7 +191,8 @@ def test_validation_split_is_evaluated_apart_and_drives_the_plateau_schedule(dat
   monkeypatch.setattr(train, 'make_plateau_step', recording_plateau_step)
   result = train.train_and_evaluate(config, str(tmp_path))
   validation, test = _read_metrics(tmp_path, 'validation'), _read_metrics(tmp_path, 'eval')
-  assert [r['step'] for r in validation] == [r['step'] for r in test] == [10, 20]
+  assert [r['step'] for r in validation] == [10, 20]
+  assert [r['step'] for r in test] == ([20] if final_test_only else [10, 20])
   assert {r['num_examples'] for r in validation} == {337} and {r['num_examples'] for r in test} == {360}
   np.testing.assert_allclose(fed, [1 - r['accuracy'] for r in validation], rtol=1e-6)
   with open(tmp_path / 'result.json') as f:
