@@ -13,14 +13,17 @@ temporary directory and renames it when complete, so a save cut short leaves the
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import sys
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
 import tensorflow as tf
+from absl import logging
 from jax.experimental import multihost_utils
 
 from cnn_jax import RunError
@@ -35,8 +38,11 @@ def directory(workdir: str) -> str:
 
 
 def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+  every = config.checkpoint_every_steps
   options = ocp.CheckpointManagerOptions(
-      save_interval_steps=config.checkpoint_every_steps,
+      # Every N steps, and at preemption (orbax's own policy); not orbax's default extra save of
+      # a run's first step.
+      should_save_fn=lambda step, last_saved: step % every == 0,
       max_to_keep=config.keep_checkpoints,
       enable_async_checkpointing=True,
       cleanup_tmp_directories=True,  # the remains of a save cut short by a kill
@@ -58,6 +64,10 @@ def cause(error: BaseException) -> str:
   for e in chain:
     if isinstance(e, OSError) and e.strerror:
       return f'{e.strerror} ({e.filename})' if e.filename else e.strerror
+  for e in chain:  # TensorStore's text: '...: Failed to write N bytes to file 16: No space left
+    found = re.search(r': ([^:"]+) \[os_error_code=', str(e))  # on device [os_error_code='28']'
+    if found:
+      return found.group(1).strip()
   text = str(chain[-1]).strip().splitlines()
   first = text[0] if text else type(chain[-1]).__name__
   return first if len(first) <= 200 else first[:197] + '...'
@@ -98,6 +108,16 @@ def _set_aside(manager: ocp.CheckpointManager, workdir: str, step: int) -> str:
   return target
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.FATAL)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
+
+
 def restore_latest(manager: ocp.CheckpointManager, workdir: str, state: Any,
                    log_sums: Any) -> Optional[tuple[Any, Any]]:
   """``(state, log_sums)`` of the newest checkpoint that can be restored, laid out like the
@@ -105,7 +125,8 @@ def restore_latest(manager: ocp.CheckpointManager, workdir: str, state: Any,
   failures = []
   for step in sorted(manager.all_steps(), reverse=True):
     try:
-      return _restore(manager, step, state, log_sums)
+      with _quiet():  # orbax logs each failed read as an error: the warning below says it once
+        return _restore(manager, step, state, log_sums)
     except Exception as e:  # noqa: BLE001 (orbax and TensorStore raise many kinds for bad files)
       moved = _set_aside(manager, workdir, step)
       failures.append(step)
@@ -133,7 +154,8 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, log_sums: Any,
 def check(manager: ocp.CheckpointManager) -> None:
   """Raises RunError if an asynchronous save has failed; no device sync, cheap every step."""
   try:
-    manager.check_for_errors()
+    with _quiet():
+      manager.check_for_errors()
   except Exception as e:  # noqa: BLE001
     raise _save_failed(manager, e) from None
 
@@ -141,7 +163,8 @@ def check(manager: ocp.CheckpointManager) -> None:
 def wait(manager: ocp.CheckpointManager) -> None:
   """Waits for the save in flight; raises RunError if it failed."""
   try:
-    manager.wait_until_finished()
+    with _quiet():  # orbax logs the failure as an error too: the RunError says it once
+      manager.wait_until_finished()
   except Exception as e:  # noqa: BLE001
     raise _save_failed(manager, e) from None
 

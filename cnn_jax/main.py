@@ -76,8 +76,9 @@ def config_error_message(argv: list[str], error: Exception) -> str:
   spec = _config_spec(argv)
   path, _, arg = spec.partition(':')
   if isinstance(error, OSError):
-    reason = error.__cause__.strerror if isinstance(error.__cause__, OSError) else str(error)
-    return (f'--config={spec}: {reason.strip().splitlines()[-1]}; config files are in configs/ '
+    found = re.search(r'\[Errno \d+\] ([^:\n]+)', str(error))  # ml_collections lists the attempts
+    reason = found.group(1).strip() if found else str(error).strip().splitlines()[-1]
+    return (f'--config={spec}: {reason}; config files are in configs/ '
             f'(e.g. --config={DEFAULT_CONFIG})')
   found = re.search(r"'([A-Za-z_]\w*)", str(error))
   missing = found.group(1) if found else str(error)

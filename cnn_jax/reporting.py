@@ -61,7 +61,7 @@ class Reporter:
       # GCS cannot append: the kept records are rewritten, then this run adds its own.
       temporary = f'{path}.tmp'
       with tf.io.gfile.GFile(temporary, 'w') as f:
-        f.writelines(json.dumps(r) + '\n' for r in self.kept)
+        f.write(''.join(json.dumps(r) + '\n' for r in self.kept))
       tf.io.gfile.rename(temporary, path, overwrite=True)
       self._writer = tf.summary.create_file_writer(tensorboard)
       for record in self.kept:
@@ -71,7 +71,7 @@ class Reporter:
         tf.io.gfile.remove(name)
       self._jsonl = tf.io.gfile.GFile(path, 'a' if '://' not in path else 'w')
       if '://' in path:
-        self._jsonl.writelines(json.dumps(r) + '\n' for r in self.kept)
+        self._jsonl.write(''.join(json.dumps(r) + '\n' for r in self.kept))
 
   def start(self, step: int) -> None:
     self._start_time, self._start_step = time.time(), step

