@@ -38,6 +38,18 @@ def _launch(args, data_dir, timeout=300):
                         capture_output=True, text=True, timeout=timeout)
 
 
+def _start_two(data_dir, workdir, args) -> list[subprocess.Popen]:
+  """Two cnn_jax.main processes of one run, 4 CPU devices each, output piped."""
+  port = _free_port()
+  env = dict(os.environ, TFDS_DATA_DIR=data_dir, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             PYTHONUNBUFFERED='1')
+  return [subprocess.Popen(
+      [sys.executable, '-m', 'cnn_jax.main', f'--workdir={workdir}',
+       f'--coordinator_address=localhost:{port}', '--num_processes=2', f'--process_id={i}', *args],
+      cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+      for i in range(2)]
+
+
 def _params(workdir, data_dir):
   config = small_config(data_dir, schedule__name='constant', schedule__warmup=0)
   state = train.latest_state(config, workdir)
@@ -69,14 +81,8 @@ def test_two_processes_match_one_process_and_resume_together(data_dir, tmp_path)
 
 
 def test_a_killed_process_makes_the_other_exit_with_an_error(data_dir, tmp_path):
-  port = _free_port()
-  env = dict(os.environ, TFDS_DATA_DIR=data_dir, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             PYTHONUNBUFFERED='1')
-  procs = [subprocess.Popen(
-      [sys.executable, '-m', 'cnn_jax.main', f'--workdir={tmp_path}', f'--coordinator_address=localhost:{port}',
-       '--num_processes=2', f'--process_id={i}', '--heartbeat_timeout=5', '--config.num_epochs=1000',
-       '--config.log_every_steps=5'], cwd=REPO, env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  procs = _start_two(data_dir, tmp_path, ['--heartbeat_timeout=5', '--config.num_epochs=1000',
+                                            '--config.log_every_steps=5'])
   try:
     deadline = time.time() + 180
     while time.time() < deadline:  # wait until training runs on both processes
@@ -99,14 +105,9 @@ def test_a_killed_process_makes_the_other_exit_with_an_error(data_dir, tmp_path)
 
 def test_sigterm_to_one_process_stops_both_at_the_same_step_with_a_checkpoint(data_dir, tmp_path):
   """Preemption of one host: JAX's preemption service tells the other, and both save one step."""
-  port = _free_port()
-  env = dict(os.environ, TFDS_DATA_DIR=data_dir, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             PYTHONUNBUFFERED='1')
-  procs = [subprocess.Popen(
-      [sys.executable, '-m', 'cnn_jax.main', f'--workdir={tmp_path}', f'--coordinator_address=localhost:{port}',
-       '--num_processes=2', f'--process_id={i}', *ARGS, '--config.num_train_steps=100000',
-       '--config.log_every_steps=1', '--config.checkpoint_every_steps=100000'], cwd=REPO, env=env,
-      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  procs = _start_two(data_dir, tmp_path, [*ARGS, '--config.num_train_steps=100000',
+                                            '--config.log_every_steps=1',
+                                            '--config.checkpoint_every_steps=100000'])
   try:
     deadline = time.time() + 180
     while time.time() < deadline:  # wait until training runs
