@@ -26,15 +26,15 @@ import tensorflow as tf
 from absl import logging
 from jax.experimental import multihost_utils
 
-from cnn_jax import RunError
+from cnn_jax import RunError, run_files
 
-UNREADABLE_DIR = 'checkpoints_unreadable'
+UNREADABLE_DIR = run_files.UNREADABLE_CHECKPOINTS
 
 
 def directory(workdir: str) -> str:
   # Remote workdirs (gs://...) are used as they are; local ones are made absolute for orbax.
   root = workdir if '://' in workdir else os.path.abspath(workdir)
-  return os.path.join(root, 'checkpoints')
+  return os.path.join(root, run_files.CHECKPOINTS)
 
 
 def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:

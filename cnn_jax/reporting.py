@@ -19,8 +19,9 @@ from typing import Optional
 import jax
 import tensorflow as tf
 
+from cnn_jax import run_files
 
-METRICS_FILE = 'metrics.jsonl'
+
 RECORD_KEYS = ('step', 'split', 'epoch')  # the other keys of a record are its metrics
 
 
@@ -54,7 +55,7 @@ class Reporter:
     self.kept: list[dict] = []  # the earlier records this run continues from
     if self.enabled:
       tf.io.gfile.makedirs(workdir)  # tf.io.gfile: local paths and gs:// alike
-      path = os.path.join(workdir, METRICS_FILE)
+      path = os.path.join(workdir, run_files.METRICS)
       self.kept = [r for r in read_records(path) if r['step'] <= resumed_step]
       tensorboard = os.path.join(workdir, 'tensorboard')
       stale = tf.io.gfile.glob(os.path.join(tensorboard, 'events.out.tfevents.*'))

@@ -55,7 +55,7 @@ def zero_train_sums() -> dict[str, jax.Array]:
 
 
 TRAIN_SUMS = ('loss', 'correct', 'count')
-RESULT_FILE = 'result.json'  # final metrics; written last, so it marks a finished run
+RESULT_FILE = run_files.RESULT
 EVAL_SUMS = ('loss', 'correct', 'correct_top5', 'count')
 
 

@@ -25,10 +25,10 @@ from typing import Any, Mapping, Optional
 import ml_collections
 import tensorflow as tf
 
-from cnn_jax import ConfigError, RunError
+from cnn_jax import ConfigError, RunError, run_files
 
-LOCK_FILE = 'lock.json'
-CONFIG_FILE = 'config.json'
+LOCK_FILE = run_files.LOCK
+CONFIG_FILE = run_files.CONFIG
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 300.0
 

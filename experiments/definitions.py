@@ -327,8 +327,8 @@ end.""",
                                  'config.checkpoint_every_steps': 100},
     plot=Plot(x='depth', series='net', curves=True, panels='net'),
     steps=500,
-    cpu_budget=('8 runs of 500 iterations (1.2 epochs): about 55 min with --parallel=2 on 2 CPU '
-                'cores (bfloat16 on one core: ResNet-20 130 img/s, ResNet-56 65 img/s)'),
+    cpu_budget=('8 runs of 500 iterations (1.2 epochs): 105 min with --parallel=2 on 2 CPU '
+                'cores, measured (bfloat16; plain-20 13 min, plain-56 37 min on one core)'),
     paper_steps=64_000,
     paper_budget='64,000 iterations at batch 128, lr 0.1 divided by 10 at 32k and 48k'))
 
@@ -344,7 +344,7 @@ expect training error to rise with dropping and little or no test gain yet.""",
     fixed=CPU_BUDGET_SETTINGS | {'model': 'resnet110', 'config.checkpoint_every_steps': 50},
     plot=Plot(x='survival'),
     steps=200,
-    cpu_budget=('3 runs of 200 iterations: about 27 min each on one CPU core for ResNet-110, '
+    cpu_budget=('3 runs of 200 iterations: estimated 27 min each on one CPU core for ResNet-110, '
                 '13 min for ResNet-56 (--set=model=resnet56; bfloat16)'),
     paper_steps=64_000,
     paper_budget=('500 epochs of CIFAR-10 in the paper (195,000 iterations at batch 128); '
@@ -363,7 +363,7 @@ times.""",
     fixed=CPU_BUDGET_SETTINGS | {'config.checkpoint_every_steps': 50},
     plot=Plot(x='width'),
     steps=200,
-    cpu_budget='3 runs of 200 iterations: about 12 min each on one CPU core (bfloat16)',
+    cpu_budget='3 runs of 200 iterations: estimated 12 min each on one CPU core (bfloat16)',
     paper_steps=78_000,
     paper_budget='200 epochs of CIFAR at batch 128 (78,000 iterations), lr 0.1 times 0.2 at 30/60/80%'))
 

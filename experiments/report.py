@@ -37,6 +37,7 @@ if __package__ in (None, ''):  # python experiments/report.py
 from absl import app, flags, logging
 
 from experiments import runner
+from cnn_jax import run_files
 from experiments.definitions import SEED, format_value
 
 METRICS = ('final_train_error', 'final_validation_error', 'best_validation_error',
@@ -53,7 +54,7 @@ def read_metrics(workdir: str) -> dict[str, list[dict]]:
   once, its later record. A half-written last line (a running run) is skipped."""
   by_key: dict[tuple[str, int], dict] = {}
   try:
-    with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    with open(os.path.join(workdir, run_files.METRICS)) as f:
       for line in f:
         try:
           record = json.loads(line)
@@ -80,7 +81,7 @@ _size_memo: dict[str, Optional[dict]] = {}
 def model_size(workdir: str) -> Optional[dict]:
   """Params and MACs of the point's model at its data's input shape (cnn_jax.summary), cached in
   the workdir; None when the config or the data set's metadata cannot be read here."""
-  config = runner.read_json(os.path.join(workdir, 'config.json'))
+  config = runner.read_json(os.path.join(workdir, run_files.CONFIG))
   if not config or 'model' not in config or 'data' not in config:
     return None
   key = json.dumps({'model': config['model'], 'data': config['data']}, sort_keys=True)
@@ -170,7 +171,7 @@ def load_sweep(sweep_dir: str) -> dict:
     point_record = runner.read_json(os.path.join(workdir, runner.POINT_RECORD))
     if point_record and 'values' in point_record:
       points.append({'name': entry, 'values': point_record['values']})
-    elif os.path.exists(os.path.join(workdir, 'config.json')):
+    elif os.path.exists(os.path.join(workdir, run_files.CONFIG)):
       points.append({'name': entry, 'values': _values_from_name(entry)})
   keys = list(dict.fromkeys(k for p in points for k in p['values']))
   first = next((k for k in keys if k != SEED), SEED)

@@ -27,12 +27,13 @@ import sys
 import time
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from cnn_jax import run_files
 from experiments.definitions import REPO, Point, Sweep, SweepError
 
 POINT_RECORD = 'sweep_point.json'
 SWEEP_RECORD = 'sweep.json'
 LOG = 'log.txt'
-RESULT = 'result.json'
+RESULT = run_files.RESULT
 TAIL_LINES = 12
 INTERRUPT_GRACE_SECONDS = 60  # for a stopped run to checkpoint its step
 
@@ -78,8 +79,8 @@ def point_status(workdir: str) -> str:
     return 'running'
   if attempts and attempts[-1].get('returncode') not in (0, None) and not attempts[-1].get('interrupted'):
     return 'failed'
-  if os.path.exists(os.path.join(workdir, 'metrics.jsonl')) or os.path.isdir(
-      os.path.join(workdir, 'checkpoints')):
+  if os.path.exists(os.path.join(workdir, run_files.METRICS)) or os.path.isdir(
+      os.path.join(workdir, run_files.CHECKPOINTS)):
     return 'interrupted'
   return 'pending'
 
