@@ -24,6 +24,7 @@ from absl import logging
 from jax.experimental import multihost_utils
 
 from cnn_jax import ConfigError, RunError, checkpoint, models, optim, parallel, reporting
+from cnn_jax import run_files
 from cnn_jax import workdir as workdir_lib
 from cnn_jax.data import pipeline
 
