@@ -12,3 +12,12 @@ if _FLAG not in _os.environ.get('XLA_FLAGS', ''):
 
 class ConfigError(ValueError):
   """A mistake the user can fix in the config or flags; reported as one line, before compiling."""
+
+
+class RunError(RuntimeError):
+  """A run that cannot go on (divergence, a failed save, a locked workdir, a signal), reported as
+  one line that says what was kept and what to do; ``exit_code`` is the process's exit status."""
+
+  def __init__(self, message: str, exit_code: int = 1):
+    super().__init__(message)
+    self.exit_code = exit_code

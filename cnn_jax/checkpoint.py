@@ -1,42 +1,179 @@
 """Orbax checkpoints in ``workdir/checkpoints``: every N steps and at the end, keeping the last K.
 
-The saved pytree is the whole train state (step, parameters, optimiser state, BatchNorm statistics,
-RNG key). The input position is the step itself: the pipeline rebuilds its batches from it.
-Saving and restoring are collective: every process calls them, orbax coordinates the writes.
+The saved pytree is ``{'state': TrainState, 'log_sums': ...}``: the whole train state (step,
+parameters, optimiser state, BatchNorm statistics, RNG key) and the running sums of the log
+interval in progress, so that a resumed run logs what an uninterrupted one does. The input position
+is the step itself: the pipeline rebuilds its batches from it. Saving and restoring are collective:
+every process calls them, orbax coordinates the writes.
+
+Faults: a checkpoint that cannot be restored is moved to ``workdir/checkpoints_unreadable/`` with a
+one-line warning and the previous one is restored; a failed (asynchronous) save is a
+:class:`~cnn_jax.RunError` at the first step after it is known. Orbax writes each step into a
+temporary directory and renames it when complete, so a save cut short leaves the earlier ones intact.
 """
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import Any, Optional
+import re
+import sys
+from typing import Any, Iterator, Optional
 
 import jax
 import ml_collections
 import orbax.checkpoint as ocp
+import tensorflow as tf
+from absl import logging
+from jax.experimental import multihost_utils
 
-from cnn_jax import run_files
+from cnn_jax import RunError, run_files
+
+UNREADABLE_DIR = run_files.UNREADABLE_CHECKPOINTS
+
+
+def directory(workdir: str) -> str:
+  # Remote workdirs (gs://...) are used as they are; local ones are made absolute for orbax.
+  root = workdir if '://' in workdir else os.path.abspath(workdir)
+  return os.path.join(root, run_files.CHECKPOINTS)
 
 
 def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+  every = config.checkpoint_every_steps
   options = ocp.CheckpointManagerOptions(
-      save_interval_steps=config.checkpoint_every_steps,
+      # Every N steps, and at preemption (orbax's own policy); not orbax's default extra save of
+      # a run's first step.
+      should_save_fn=lambda step, last_saved: step % every == 0,
       max_to_keep=config.keep_checkpoints,
       enable_async_checkpointing=True,
+      cleanup_tmp_directories=True,  # the remains of a save cut short by a kill
   )
-  # Remote workdirs (gs://...) are used as they are; local ones are made absolute for orbax.
-  root = workdir if '://' in workdir else os.path.abspath(workdir)
-  return ocp.CheckpointManager(os.path.join(root, run_files.CHECKPOINTS), options=options)
+  try:
+    return ocp.CheckpointManager(directory(workdir), options=options)
+  except OSError as e:
+    raise RunError(f'cannot open {directory(workdir)}: {cause(e)}') from None
 
 
-def restore_latest(manager: ocp.CheckpointManager, abstract_state: Any) -> Optional[Any]:
-  """Restores the newest checkpoint into arrays laid out like ``abstract_state``, or None."""
-  step = manager.latest_step()
-  if step is None:
-    return None
-  target = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
-      if isinstance(x, jax.Array) else x, abstract_state)
-  return manager.restore(step, args=ocp.args.StandardRestore(target))
+def cause(error: BaseException) -> str:
+  """The root of an exception chain in a few words: an OSError's text and file where there is
+  one (orbax and TensorStore wrap them several times), else the first line of the last message."""
+  chain, seen = [], set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    chain.append(error)
+    error = error.__cause__ or error.__context__
+  for e in chain:
+    if isinstance(e, OSError) and e.strerror:
+      return f'{e.strerror} ({e.filename})' if e.filename else e.strerror
+  for e in chain:  # TensorStore's text: '...: Failed to write N bytes to file 16: No space left
+    found = re.search(r': ([^:"]+) \[os_error_code=', str(e))  # on device [os_error_code='28']'
+    if found:
+      return found.group(1).strip()
+  text = str(chain[-1]).strip().splitlines()
+  first = text[0] if text else type(chain[-1]).__name__
+  return first if len(first) <= 200 else first[:197] + '...'
 
 
-def save(manager: ocp.CheckpointManager, step: int, state: Any, force: bool = False) -> bool:
-  return manager.save(step, args=ocp.args.StandardSave(state), force=force)
+def _abstract(tree: Any) -> Any:
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+                      if isinstance(x, jax.Array) else x, tree)
+
+
+def _restore(manager: ocp.CheckpointManager, step: int, state: Any, log_sums: Any):
+  saved = manager.item_metadata(step)
+  if saved is not None and 'state' not in saved:  # written before log sums were checkpointed
+    return manager.restore(step, args=ocp.args.StandardRestore(_abstract(state))), log_sums
+  item = manager.restore(step, args=ocp.args.StandardRestore(
+      _abstract({'state': state, 'log_sums': log_sums})))
+  return item['state'], item['log_sums']
+
+
+def _set_aside(manager: ocp.CheckpointManager, workdir: str, step: int) -> str:
+  """Moves an unreadable step out of orbax's sight, keeping its files for a post-mortem."""
+  source = os.path.join(directory(workdir), str(step))
+  target_dir = os.path.join(os.path.dirname(directory(workdir)), UNREADABLE_DIR)
+  target = os.path.join(target_dir, str(step))
+  if jax.process_index() == 0:
+    tf.io.gfile.makedirs(target_dir)
+    suffix = 1
+    while tf.io.gfile.exists(target):
+      target, suffix = os.path.join(target_dir, f'{step}.{suffix}'), suffix + 1
+    try:
+      tf.io.gfile.rename(source, target)
+    except (OSError, tf.errors.OpError) as e:  # object stores cannot rename directories
+      raise RunError(f'checkpoint {step} in {directory(workdir)} cannot be restored, nor moved '
+                     f'aside ({cause(e)}): move or delete it by hand and run again') from None
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(f'set aside checkpoint {step}')
+  manager.reload()
+  return target
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+  verbosity = logging.get_verbosity()
+  logging.set_verbosity(logging.FATAL)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(verbosity)
+
+
+def restore_latest(manager: ocp.CheckpointManager, workdir: str, state: Any,
+                   log_sums: Any) -> Optional[tuple[Any, Any]]:
+  """``(state, log_sums)`` of the newest checkpoint that can be restored, laid out like the
+  arguments; None without checkpoints. Unreadable ones are set aside, each with a warning."""
+  failures = []
+  for step in sorted(manager.all_steps(), reverse=True):
+    try:
+      with _quiet():  # orbax logs each failed read as an error: the warning below says it once
+        return _restore(manager, step, state, log_sums)
+    except Exception as e:  # noqa: BLE001 (orbax and TensorStore raise many kinds for bad files)
+      moved = _set_aside(manager, workdir, step)
+      failures.append(step)
+      if jax.process_index() == 0:
+        print(f'warning: checkpoint {step} cannot be restored ({cause(e)}); moved to {moved}, '
+              'trying the previous one', file=sys.stderr, flush=True)
+  if failures:
+    raise RunError(f'no checkpoint in {directory(workdir)} can be restored (steps '
+                   f'{", ".join(map(str, failures))}, now in {UNREADABLE_DIR}/): use a new '
+                   '--workdir, or run again to start this one afresh')
+  return None
+
+
+def save(manager: ocp.CheckpointManager, step: int, state: Any, log_sums: Any,
+         force: bool = False) -> bool:
+  """Starts an asynchronous save if ``step`` is due (or ``force``); raises RunError if this or an
+  earlier save failed."""
+  try:
+    return manager.save(step, args=ocp.args.StandardSave({'state': state, 'log_sums': log_sums}),
+                        force=force)
+  except Exception as e:  # noqa: BLE001
+    raise _save_failed(manager, e) from None
+
+
+def check(manager: ocp.CheckpointManager) -> None:
+  """Raises RunError if an asynchronous save has failed; no device sync, cheap every step."""
+  try:
+    with _quiet():
+      manager.check_for_errors()
+  except Exception as e:  # noqa: BLE001
+    raise _save_failed(manager, e) from None
+
+
+def wait(manager: ocp.CheckpointManager) -> None:
+  """Waits for the save in flight; raises RunError if it failed."""
+  try:
+    with _quiet():  # orbax logs the failure as an error too: the RunError says it once
+      manager.wait_until_finished()
+  except Exception as e:  # noqa: BLE001
+    raise _save_failed(manager, e) from None
+
+
+def _save_failed(manager: ocp.CheckpointManager, error: BaseException) -> RunError:
+  try:
+    steps = manager.all_steps(read=True)
+  except Exception:  # noqa: BLE001 (the directory itself may be what failed)
+    steps = []
+  kept = f'checkpoint {max(steps)} is intact' if steps else 'no earlier checkpoint exists'
+  return RunError(f'saving a checkpoint in {manager.directory} failed: {cause(error)}; {kept}. '
+                  'Make room (or fix the path) and run the same command to resume')

@@ -3,6 +3,10 @@
 ``workdir/metrics.jsonl`` has one record per log or eval event:
 ``{"step": 100, "split": "train", "epoch": 2.3, "loss": ..., "accuracy": ..., ...}``.
 The console shows a progress bar in an interactive terminal and log lines otherwise.
+
+A resumed run keeps the records up to the restored step and drops the later ones, which it is about
+to log again: every step appears once, with the values an uninterrupted run logs. tf.summary cannot
+purge events, so the TensorBoard event files are rewritten from the kept records on each resume.
 """
 from __future__ import annotations
 
@@ -18,38 +22,74 @@ import tensorflow as tf
 from cnn_jax import run_files
 
 
+RECORD_KEYS = ('step', 'split', 'epoch')  # the other keys of a record are its metrics
+
+
+def read_records(path: str) -> list[dict]:
+  """The records of a metrics.jsonl; a line cut short by a kill is skipped."""
+  if not tf.io.gfile.exists(path):
+    return []
+  records = []
+  with tf.io.gfile.GFile(path) as f:
+    for line in f:
+      try:
+        record = json.loads(line)
+      except ValueError:
+        continue
+      if isinstance(record, dict) and 'step' in record and 'split' in record:
+        records.append(record)
+  return records
+
+
 class Reporter:
   """Writes scalars to TensorBoard and JSON lines, and progress to the console."""
 
   def __init__(self, workdir: str, total_steps: int, steps_per_epoch: int,
-               interactive: Optional[bool] = None):
+               resumed_step: int = 0, interactive: Optional[bool] = None):
     self.enabled = jax.process_index() == 0
     self.total_steps = total_steps
     self.steps_per_epoch = steps_per_epoch
     self.interactive = sys.stderr.isatty() if interactive is None else interactive
     self._start_time: Optional[float] = None
     self._start_step = 0
+    self.kept: list[dict] = []  # the earlier records this run continues from
     if self.enabled:
       tf.io.gfile.makedirs(workdir)  # tf.io.gfile: local paths and gs:// alike
-      self._writer = tf.summary.create_file_writer(os.path.join(workdir, 'tensorboard'))
       path = os.path.join(workdir, run_files.METRICS)
-      # GCS cannot append: a resumed run rewrites the earlier records, then adds its own.
-      earlier = tf.io.gfile.GFile(path).read() if tf.io.gfile.exists(path) else ''
-      self._jsonl = tf.io.gfile.GFile(path, 'w')
-      self._jsonl.write(earlier)
+      self.kept = [r for r in read_records(path) if r['step'] <= resumed_step]
+      tensorboard = os.path.join(workdir, 'tensorboard')
+      stale = tf.io.gfile.glob(os.path.join(tensorboard, 'events.out.tfevents.*'))
+      # GCS cannot append: the kept records are rewritten, then this run adds its own.
+      temporary = f'{path}.tmp'
+      with tf.io.gfile.GFile(temporary, 'w') as f:
+        f.write(''.join(json.dumps(r) + '\n' for r in self.kept))
+      tf.io.gfile.rename(temporary, path, overwrite=True)
+      self._writer = tf.summary.create_file_writer(tensorboard)
+      for record in self.kept:
+        self._summaries(record)
+      self._writer.flush()
+      for name in stale:  # only once their records are in the new event file
+        tf.io.gfile.remove(name)
+      self._jsonl = tf.io.gfile.GFile(path, 'a' if '://' not in path else 'w')
+      if '://' in path:
+        self._jsonl.write(''.join(json.dumps(r) + '\n' for r in self.kept))
 
   def start(self, step: int) -> None:
     self._start_time, self._start_step = time.time(), step
 
+  def _summaries(self, record: dict) -> None:
+    with self._writer.as_default(step=record['step']):
+      for name, value in record.items():
+        if name not in RECORD_KEYS:
+          tf.summary.scalar(f'{record["split"]}/{name}', value)
+
   def write(self, step: int, split: str, metrics: dict[str, float]) -> None:
     if not self.enabled:
       return
-    with self._writer.as_default(step=step):
-      for name, value in metrics.items():
-        tf.summary.scalar(f'{split}/{name}', value)
-    self._writer.flush()
     record = {'step': step, 'split': split, 'epoch': round(step / self.steps_per_epoch, 3),
               **{k: float(v) for k, v in metrics.items()}}
+    self._summaries(record)
+    self._writer.flush()
     self._jsonl.write(json.dumps(record) + '\n')
     self._jsonl.flush()
 

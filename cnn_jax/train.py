@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import flax
 import flax.linen as nn
@@ -21,7 +23,9 @@ import tensorflow as tf
 from absl import logging
 from jax.experimental import multihost_utils
 
-from cnn_jax import checkpoint, models, optim, parallel, reporting, run_files
+from cnn_jax import ConfigError, RunError, checkpoint, models, optim, parallel, reporting
+from cnn_jax import run_files
+from cnn_jax import workdir as workdir_lib
 from cnn_jax.data import pipeline
 
 
@@ -41,6 +45,14 @@ class TrainState:
 
 def _zero_metrics(names: tuple[str, ...]) -> dict[str, jax.Array]:
   return {name: jnp.zeros((), jnp.float32) for name in names}
+
+
+def zero_train_sums() -> dict[str, jax.Array]:
+  """The running sums of a log interval. ``count`` counts the finite steps' examples;
+  ``nonfinite`` the steps whose loss or gradient norm was not finite, the first at ``first_nonfinite``
+  (-1: none)."""
+  return {**_zero_metrics(TRAIN_SUMS), 'nonfinite': jnp.zeros((), jnp.int32),
+          'first_nonfinite': jnp.full((), -1, jnp.int32)}
 
 
 TRAIN_SUMS = ('loss', 'correct', 'count')
@@ -65,8 +77,53 @@ class Setup:
   total_steps: int = flax.struct.field(pytree_node=False)
 
 
+# (field, test, what it must be): the ranges a value out of which is a ConfigError.
+_RANGES = (
+    ('batch_size', lambda v: v >= 1, '>= 1'),
+    ('num_train_steps', lambda v: v >= 0, '>= 0 (0: use num_epochs)'),
+    ('log_every_steps', lambda v: v >= 1, '>= 1'),
+    ('eval_every_epochs', lambda v: v > 0, '> 0'),
+    ('checkpoint_every_steps', lambda v: v >= 1, '>= 1'),
+    ('keep_checkpoints', lambda v: v >= 1, '>= 1'),
+    ('optimizer.learning_rate', lambda v: v > 0, '> 0'),
+    ('optimizer.momentum', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('optimizer.b1', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('optimizer.b2', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('optimizer.eps', lambda v: v > 0, '> 0'),
+    ('optimizer.weight_decay', lambda v: v >= 0, '>= 0'),
+    ('loss.label_smoothing', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('loss.aux_weight', lambda v: v >= 0, '>= 0'),
+    ('schedule.warmup', lambda v: v >= 0, '>= 0'),
+    ('schedule.decay_factor', lambda v: 0 < v <= 1, 'in (0, 1]'),
+    ('schedule.final_fraction', lambda v: 0 <= v <= 1, 'in [0, 1]'),
+    ('schedule.patience', lambda v: v >= 1, '>= 1'),
+    ('schedule.cooldown', lambda v: v >= 0, '>= 0'),
+    ('schedule.min_scale', lambda v: 0 < v <= 1, 'in (0, 1]'),
+    ('data.shuffle_buffer', lambda v: v >= 1, '>= 1'),
+    ('data.prefetch', lambda v: v >= 0, '>= 0 (0: autotune)'),
+)
+
+
+def check_ranges(config: ml_collections.ConfigDict) -> None:
+  """Values no run can use (a negative learning rate, no steps at all) as one ConfigError."""
+  for path, valid, must_be in _RANGES:
+    node = config
+    for part in path.split('.'):
+      node = node.get(part) if node is not None else None
+    if node is not None and not valid(node):
+      raise ConfigError(f'config.{path}={node!r} must be {must_be}.')
+  if not config.num_train_steps and not config.num_epochs > 0:
+    raise ConfigError(f'config.num_epochs={config.num_epochs!r} trains nothing: set num_epochs > 0 '
+                      'or num_train_steps > 0.')
+  group = config.model.get('bn_group_size')
+  if group and (group < 0 or config.batch_size % group):
+    raise ConfigError(f'config.model.bn_group_size={group} must divide the batch size '
+                      f'{config.batch_size} (BatchNorm normalises groups of that many examples).')
+
+
 def build(config: ml_collections.ConfigDict) -> Setup:
   """Validates the config and builds model, optimiser and data facts; raises ConfigError."""
+  check_ranges(config)
   mesh = parallel.make_mesh()
   local_batch = parallel.local_batch_size(config.batch_size, mesh)
   info = pipeline.dataset_info(config.data)
@@ -90,17 +147,21 @@ def build(config: ml_collections.ConfigDict) -> Setup:
 
 
 def init_state(setup: Setup, seed: int) -> TrainState:
-  """Initialises the state directly in its replicated layout."""
-  def init(rng):
-    params_rng, dropout_rng, state_rng = jax.random.split(rng, 3)
-    dummy = jnp.zeros((1,) + setup.info.image_shape, jnp.float32)
-    variables = setup.model.init({'params': params_rng, 'dropout': dropout_rng}, dummy, train=False)
-    params = variables['params']
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      batch_stats=variables.get('batch_stats', {}),
-                      opt_state=setup.tx.init(params),
-                      plateau=setup.plateau.init(params) if setup.plateau else (), rng=state_rng)
-  return jax.jit(init, out_shardings=parallel.replicated(setup.mesh))(jax.random.PRNGKey(seed))
+  """Initialises the state op by op, then replicates it over the mesh.
+
+  Not jitted: XLA inlines one threefry per parameter, so a jitted init of a deep net compiles for
+  far longer than it runs (ResNet-110: 10-15 s against 4 s op by op, measured on one CPU core).
+  ``lazy_init`` skips the forward pass, which only gives shapes.
+  """
+  params_rng, dropout_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
+  image = jax.ShapeDtypeStruct((1,) + setup.info.image_shape, jnp.float32)
+  variables = setup.model.lazy_init({'params': params_rng, 'dropout': dropout_rng}, image,
+                                    train=False)
+  params = variables['params']
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     batch_stats=variables.get('batch_stats', {}), opt_state=setup.tx.init(params),
+                     plateau=setup.plateau.init(params) if setup.plateau else (), rng=state_rng)
+  return parallel.replicate(state, setup.mesh)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,6 +178,7 @@ def make_train_step(setup: Setup, config: ml_collections.ConfigDict):
   """Returns the jitted ``(state, sums, batch) -> (state, sums)``; state and sums are donated."""
   aux_weight = config.loss.aux_weight
   smoothing = config.loss.label_smoothing
+  skip_nonfinite = config.skip_nonfinite_steps
 
   def train_step(state: TrainState, sums: dict, batch: dict):
     dropout_rng = jax.random.fold_in(state.rng, state.step)
@@ -136,12 +198,22 @@ def make_train_step(setup: Setup, config: ml_collections.ConfigDict):
     if setup.plateau:
       updates = jax.tree.map(lambda u: u * state.plateau.scale, updates)
     params = optax.apply_updates(state.params, updates)
-    n = jnp.asarray(logits.shape[0], jnp.float32)
-    sums = {'loss': sums['loss'] + main_loss * n,
-            'correct': sums['correct'] + jnp.sum(jnp.argmax(logits, -1) == batch['label']),
-            'count': sums['count'] + n}
-    return state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
-                         opt_state=opt_state), sums
+    new = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
+                        opt_state=opt_state)
+    # The divergence guard, on device: the host reads the flags only when it logs or saves.
+    finite = jnp.isfinite(main_loss) & jnp.isfinite(optax.global_norm(grads))
+    if skip_nonfinite:  # the step moves on; parameters, optimiser and BatchNorm state do not
+      new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new,
+                         state.replace(step=state.step + 1))
+    n = jnp.where(finite, jnp.float32(logits.shape[0]), 0.0)
+    sums = {'loss': sums['loss'] + jnp.where(finite, main_loss, 0.0) * n,
+            'correct': sums['correct'] + jnp.where(
+                finite, jnp.sum(jnp.argmax(logits, -1) == batch['label']), 0),
+            'count': sums['count'] + n,
+            'nonfinite': sums['nonfinite'] + (~finite).astype(jnp.int32),
+            'first_nonfinite': jnp.where((sums['first_nonfinite'] < 0) & ~finite, new.step,
+                                         sums['first_nonfinite'])}
+    return new, sums
 
   repl, data = parallel.replicated(setup.mesh), parallel.batch_sharded(setup.mesh)
   return jax.jit(train_step, in_shardings=(repl, repl, data), out_shardings=(repl, repl),
@@ -222,26 +294,116 @@ def save_result(workdir: str, step: int, results: dict[str, dict]) -> None:
       f.write(json.dumps(record, indent=2, sort_keys=True))
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-  if jax.process_index() == 0:
-    tf.io.gfile.makedirs(workdir)
-    with tf.io.gfile.GFile(os.path.join(workdir, run_files.CONFIG), 'w') as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+class StopSignals:
+  """SIGTERM (preemption, SLURM's ``--signal``) and SIGINT ask the loop to stop after the current
+  step (and the evaluation in progress) with a checkpoint; a second SIGINT stops at once.
+
+  Multi-process runs install no handler: JAX's preemption service takes SIGTERM and
+  ``reached_preemption`` makes every process stop at the same step.
+  """
+
+  def __init__(self, install: bool):
+    self.install = install and threading.current_thread() is threading.main_thread()
+    self.received: Optional[signal.Signals] = None
+    self._previous: dict = {}
+
+  def _handle(self, signum, frame):
+    if self.received == signal.SIGINT and signum == signal.SIGINT:
+      raise KeyboardInterrupt
+    self.received = signal.Signals(signum)
+
+  def __enter__(self) -> 'StopSignals':
+    if self.install:
+      for signum in (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the final eval
-  metrics (of the eval split; result.json also has the validation split's)."""
+def latest_state(config: ml_collections.ConfigDict, workdir: str) -> Optional[TrainState]:
+  """The train state of ``workdir``'s newest restorable checkpoint (None without one)."""
   setup = build(config)
-  save_config(config, workdir)
   state = init_state(setup, config.seed)
   manager = checkpoint.make_manager(workdir, config)
-  restored = checkpoint.restore_latest(manager, state)
-  reporter = reporting.Reporter(workdir, setup.total_steps, setup.layout.steps_per_epoch)
+  restored = checkpoint.restore_latest(manager, workdir, state,
+                                       parallel.replicate(zero_train_sums(), setup.mesh))
+  manager.close()
+  return None if restored is None else restored[0]
+
+
+def _hold_lock(workdir: str, override: bool) -> Optional[workdir_lib.Lock]:
+  """Process 0 takes the workdir lock; every process raises if it could not."""
+  lock, error = None, None
+  if jax.process_index() == 0:
+    try:
+      lock = workdir_lib.Lock(workdir, override=override).acquire()
+    except RunError as e:
+      error = e
+  if jax.process_count() > 1:
+    held = multihost_utils.broadcast_one_to_all(np.int32(error is None))
+    if not held and error is None:
+      error = RunError(f'process 0 could not lock {workdir}: see its message')
+  if error is not None:
+    raise error
+  return lock
+
+
+def _divergence(setup: Setup, manager, workdir: str, state: TrainState, sums: dict) -> RunError:
+  first = int(jax.device_get(sums['first_nonfinite']))
+  checkpoint.wait(manager)  # the saves in flight are finite: they were checked before saving
+  latest = manager.latest_step()
+  kept = (f'the last checkpoint, step {latest} in {checkpoint.directory(workdir)}, is finite and '
+          'kept' if latest is not None else 'no checkpoint had been written yet')
+  return RunError(f'the loss or gradient norm is not finite at step {first} (learning rate '
+                  f'{learning_rate(setup, state, first - 1):.3g}): stopped without saving; {kept}. '
+                  'Lower the learning rate, or set --config.skip_nonfinite_steps=true to skip '
+                  'such steps')
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_config_change: bool = False, override_lock: bool = False) -> dict:
+  """Trains ``config`` in ``workdir``, resuming from its latest checkpoint; returns the final eval
+  metrics (of the eval split; result.json also has the validation split's).
+
+  Raises ConfigError for a user mistake (before compiling) and RunError for a run that stopped:
+  divergence, a failed save, a workdir held by another run, or a stop signal.
+  """
+  setup = build(config)
+  workdir_lib.check_writable(workdir)
+  lock = _hold_lock(workdir, override_lock)
+  try:
+    manager = checkpoint.make_manager(workdir, config)
+    changes = workdir_lib.check_resumed_config(config, workdir, manager.latest_step(),
+                                               allow_config_change)
+    with StopSignals(install=jax.process_count() == 1) as signals:
+      return _train(setup, config, workdir, manager, changes, lock, signals)
+  except (OSError, tf.errors.OpError) as e:  # e.g. a full disk under metrics.jsonl
+    raise RunError(f'writing to {workdir} failed: {checkpoint.cause(e)}; the last complete '
+                   'checkpoint is intact. Fix it and run the same command to resume') from None
+  finally:
+    if lock is not None:
+      lock.release()
+
+
+def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manager,
+           changes: list[str], lock: Optional[workdir_lib.Lock], signals: StopSignals) -> dict:
+  state = init_state(setup, config.seed)
+  sums = parallel.replicate(zero_train_sums(), setup.mesh)
+  restored = checkpoint.restore_latest(manager, workdir, state, sums)
   if restored is not None:
-    state = restored
-    reporter.message(f'resumed from step {int(state.step)} in {workdir}')
+    state, sums = restored
   step = int(state.step)
+  if jax.process_index() == 0:
+    workdir_lib.save_config(config, workdir, step, changes)
+  reporter = reporting.Reporter(workdir, setup.total_steps, setup.layout.steps_per_epoch,
+                                resumed_step=step)
+  if restored is not None:
+    reporter.message(f'resumed from step {step} in {workdir}')
+  if changes:
+    reporter.message(f'config changes accepted at step {step}: {"; ".join(changes)}')
   result_path = os.path.join(workdir, RESULT_FILE)
   if step < setup.total_steps and jax.process_index() == 0 and tf.io.gfile.exists(result_path):
     tf.io.gfile.remove(result_path)  # a finished run given more steps is unfinished again
@@ -256,7 +418,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   batches = pipeline.train_batches(config.data, seed=config.seed, layout=setup.layout,
                                    start_step=step)
   eval_every = max(1, int(config.eval_every_epochs * setup.layout.steps_per_epoch))
-  sums = parallel.replicate(_zero_metrics(TRAIN_SUMS), setup.mesh)
+  skipped = sum(int(r.get('skipped_steps', 0)) for r in reporter.kept if r['split'] == 'train')
   results: dict[str, dict] = {}
   reporter.start(step)
   last_log_time, last_log_step = time.time(), step
@@ -264,19 +426,33 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     while step < setup.total_steps:
       state, sums = train_step(state, sums, parallel.global_batch(next(batches), setup.mesh))
       step += 1
-      if step % config.log_every_steps == 0 or step == setup.total_steps:
-        host = jax.device_get(sums)  # the only host sync of the training phase
+      final = step == setup.total_steps
+      log_now = step % config.log_every_steps == 0 or final
+      eval_now = step % eval_every == 0 or final
+      stop = signals.received is not None or (jax.process_count() > 1 and
+                                               manager.reached_preemption(step))
+      if ((log_now or eval_now or stop or manager.should_save(step)) and
+          not config.skip_nonfinite_steps and int(jax.device_get(sums['nonfinite']))):
+        raise _divergence(setup, manager, workdir, state, sums)
+      if log_now:
+        host = jax.device_get(sums)  # with the check above, the only host syncs of training
+        if not host['count']:
+          raise RunError(f'every step from {last_log_step + 1} to {step} had a non-finite loss or '
+                         'gradient and was skipped: lower the learning rate')
         now = time.time()
         metrics = {'loss': host['loss'] / host['count'], 'accuracy': host['correct'] / host['count'],
                    'learning_rate': learning_rate(setup, state, step - 1),
                    'images_per_sec': (step - last_log_step) * config.batch_size / (now - last_log_time)}
+        if config.skip_nonfinite_steps:
+          metrics['skipped_steps'] = int(host['nonfinite'])
+          skipped += int(host['nonfinite'])
         reporter.write(step, 'train', metrics)
         reporter.progress(step, metrics)
-        sums = parallel.replicate(_zero_metrics(TRAIN_SUMS), setup.mesh)
+        sums = parallel.replicate(zero_train_sums(), setup.mesh)
         last_log_time, last_log_step = time.time(), step
-      if step % eval_every == 0 or step == setup.total_steps:
+      if eval_now:
         eval_start = time.time()
-        roles = eval_roles(setup, config, final=step == setup.total_steps)
+        roles = eval_roles(setup, config, final=final)
         results = {role: evaluate(setup, config, eval_step, state, role) for role in roles}
         if setup.plateau:  # model selection reads the validation split when there is one
           state = plateau_step(state, jnp.float32(1.0 - results[roles[0]]['accuracy']))
@@ -287,10 +463,24 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                            f'top-5 {metrics["top5_accuracy"]:.4f} '
                            f'({int(metrics["num_examples"])} examples)')
         last_log_time += time.time() - eval_start  # evaluation time is not training throughput
-      checkpoint.save(manager, step, state, force=step == setup.total_steps)
-  finally:
-    # An interrupted run (Ctrl-C, preemption) still completes the checkpoint it was writing.
-    manager.wait_until_finished()
+      checkpoint.save(manager, step, state, sums, force=final or stop)
+      checkpoint.check(manager)
+      if lock is not None:
+        lock.check()
+      if stop and not final:
+        checkpoint.wait(manager)
+        name = signals.received.name if signals.received is not None else 'preemption'
+        raise RunError(f'stopped by {name} at step {step}: checkpoint saved in '
+                       f'{checkpoint.directory(workdir)}; run the same command to resume',
+                       exit_code=128 + (signals.received or signal.SIGTERM))
+  except BaseException:
+    # An interrupted run (Ctrl-C, an error) still completes the checkpoint it was writing.
+    try:
+      manager.wait_until_finished()
+    except Exception:  # noqa: BLE001 (the error in flight is the one to report)
+      pass
+    raise
+  checkpoint.wait(manager)
   if not results:  # resumed at the end: report the result again
     results = {role: evaluate(setup, config, eval_step, state, role)
                for role in eval_roles(setup, config, final=True)}
@@ -299,6 +489,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   eval_metrics = results['eval']
   also = (f'; validation accuracy {results["validation"]["accuracy"]:.4f}'
           if 'validation' in results else '')
+  if skipped:
+    also += f'; {skipped} steps skipped (non-finite)'
   reporter.message(f'final eval accuracy: {eval_metrics["accuracy"]:.4f} '
                    f'(top-5 {eval_metrics["top5_accuracy"]:.4f}, step {step}){also}')
   reporter.close()

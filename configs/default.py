@@ -77,4 +77,6 @@ def get_config() -> ml_collections.ConfigDict:
                                         # validation split (when there is one), not the test split
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 2
+  config.skip_nonfinite_steps = False   # False: a non-finite loss or gradient stops the run (no
+                                        # checkpoint of it is written); True: skip that update
   return config

@@ -35,8 +35,7 @@ SWEEP_RECORD = 'sweep.json'
 LOG = 'log.txt'
 RESULT = run_files.RESULT
 TAIL_LINES = 12
-INTERRUPT_GRACE_SECONDS = 60  # a run interrupted with SIGINT still completes the checkpoint it writes
-SIGINT_REPEAT_SECONDS = 5
+INTERRUPT_GRACE_SECONDS = 60  # for a stopped run to checkpoint its step
 
 
 def workdir_of(sweep_dir: str, point: Point) -> str:
@@ -220,20 +219,13 @@ class Attempt:
     return self.entry
 
   def interrupt(self) -> int:
-    """SIGINT (the run completes the checkpoint it is writing), then SIGKILL after a grace period.
-
-    SIGINT is sent again every few seconds: cnn_jax.main was seen to train on to the end after
-    a single SIGINT received inside its loop, and to stop within seconds of the second one.
-    """
+    """SIGTERM, which makes the run checkpoint its current step and exit; SIGKILL if it has not
+    done so after a grace period."""
     self.entry['interrupted'] = True
-    deadline = time.time() + INTERRUPT_GRACE_SECONDS
-    while self.process.poll() is None and time.time() < deadline:
-      self.process.send_signal(signal.SIGINT)
-      try:
-        self.process.wait(SIGINT_REPEAT_SECONDS)
-      except subprocess.TimeoutExpired:
-        pass
-    if self.process.poll() is None:
+    self.process.send_signal(signal.SIGTERM)
+    try:
+      self.process.wait(INTERRUPT_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
       self.process.kill()
     return self.finish(self.process.wait())['returncode']
 

@@ -1,9 +1,9 @@
 """A sweep as one SLURM job array through submitit: one array task per point, one cnn_jax process
 on the GPUs the task is given (SLURM sets CUDA_VISIBLE_DEVICES; JAX uses all it sees).
 
-On a time limit or preemption submitit signals the task, which stops its run (SIGINT: the run
-completes the checkpoint it writes) and requeues itself; the requeued task runs the same command,
-which resumes. Tests use submitit's local cluster, which runs the same tasks as local processes.
+On a time limit or preemption submitit signals the task, which stops its run (SIGTERM: the run
+checkpoints its current step) and requeues itself; the requeued task runs the same command, which
+resumes. Tests use submitit's local cluster, which runs the same tasks as local processes.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
 
 # The minute-long tests start first, so that the two xdist workers end on short tests instead of
 # one worker finishing a long one alone (measured in the 2-worker run: 50-70 s each).
-LONG_TESTS = ('tests/test_multihost.py::test_two_processes', 'tests/test_train.py::test_eight_devices',
+LONG_TESTS = ('tests/test_multihost.py::test_preempted_two_processes', 'tests/test_train.py::test_eight_devices',
               'tests/test_configs.py::test_runlocal_smoke', 'tests/test_train.py::test_default_config',
               'tests/test_multihost.py::')
 

@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from configs import common
-from cnn_jax import checkpoint, train
+from cnn_jax import train
 from cnn_jax.data import DATASETS, ops
 
 # Slowest smoke run first (README, Tests and their cost): conftest starts the long tests first.
@@ -408,7 +408,7 @@ def test_runlocal_smoke_trains_two_steps_and_evaluates(name, data_dir, tmp_path)
   if name == 'googlenet_imagenet':  # the auxiliary classifiers learn from their own losses
     setup = train.build(config)
     initial = train.init_state(setup, config.seed)
-    final = checkpoint.restore_latest(checkpoint.make_manager(str(tmp_path), config), initial)
+    final = train.latest_state(config, str(tmp_path))
     heads = [k for k in initial.params if k.startswith('aux')]
     assert int(final.step) == 2 and len(heads) == 2, heads
     for head in heads:

@@ -65,7 +65,7 @@ def test_family_trains_and_loss_goes_down(name, kwargs, shape):
   batch = parallel.global_batch(_batch(shape, num_classes), setup.mesh)
   losses = []
   for _ in range(6):
-    sums = parallel.replicate(train._zero_metrics(train.TRAIN_SUMS), setup.mesh)
+    sums = parallel.replicate(train.zero_train_sums(), setup.mesh)
     state, sums = step(state, sums, batch)
     losses.append(float(sums['loss'] / sums['count']))
   assert np.all(np.isfinite(losses)), losses

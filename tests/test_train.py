@@ -97,11 +97,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(data_dir, tmp_path, monkey
   assert sorted(os.listdir(os.path.join(interrupted, 'checkpoints'))) == ['10', '20']
   resumed = train.train_and_evaluate(config, interrupted)
 
-  from cnn_jax import checkpoint
-  setup = train.build(config)
-  abstract = train.init_state(setup, 0)
-  states = [checkpoint.restore_latest(checkpoint.make_manager(w, config), abstract)
-            for w in (reference, interrupted)]
+  states = [train.latest_state(config, w) for w in (reference, interrupted)]
   assert int(states[0].step) == int(states[1].step) == 30
   for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(states[1])):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
