@@ -344,8 +344,8 @@ expect training error to rise with dropping and little or no test gain yet.""",
     fixed=CPU_BUDGET_SETTINGS | {'model': 'resnet110', 'config.checkpoint_every_steps': 50},
     plot=Plot(x='survival'),
     steps=200,
-    cpu_budget=('3 runs of 200 iterations: estimated 27 min each on one CPU core for ResNet-110, '
-                '13 min for ResNet-56 (--set=model=resnet56; bfloat16)'),
+    cpu_budget=('3 runs of 200 iterations: ResNet-56 (--set=model=resnet56) 14 min each on one CPU '
+                'core, measured (bfloat16); ResNet-110 about twice that, estimated'),
     paper_steps=64_000,
     paper_budget=('500 epochs of CIFAR-10 in the paper (195,000 iterations at batch 128); '
                   "He et al.'s 64,000-iteration schedule here")))
