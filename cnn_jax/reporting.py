@@ -26,19 +26,11 @@ RECORD_KEYS = ('step', 'split', 'epoch')  # the other keys of a record are its m
 
 
 def read_records(path: str) -> list[dict]:
-  """The records of a metrics.jsonl; a line cut short by a kill is skipped."""
+  """The records of a metrics.jsonl, local or on GCS; a line cut short by a kill is skipped."""
   if not tf.io.gfile.exists(path):
     return []
-  records = []
   with tf.io.gfile.GFile(path) as f:
-    for line in f:
-      try:
-        record = json.loads(line)
-      except ValueError:
-        continue
-      if isinstance(record, dict) and 'step' in record and 'split' in record:
-        records.append(record)
-  return records
+    return run_files.parse_metrics(f)
 
 
 class Reporter:

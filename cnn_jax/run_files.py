@@ -1,5 +1,9 @@
-"""The names of what a run writes in its workdir, for cnn_jax and for the tools that read runs
-(experiments/) without importing jax or TensorFlow."""
+"""The names of what a run writes in its workdir, and how to read its metrics, for cnn_jax and for
+the tools that read runs (experiments/) without importing jax or TensorFlow."""
+from __future__ import annotations
+
+import json
+from typing import Iterable
 
 CONFIG = 'config.json'        # the resolved config
 METRICS = 'metrics.jsonl'     # one record per log or eval event
@@ -7,3 +11,16 @@ RESULT = 'result.json'        # the final metrics; written last, so it marks a f
 CHECKPOINTS = 'checkpoints'   # orbax's step directories
 UNREADABLE_CHECKPOINTS = 'checkpoints_unreadable'  # checkpoints that failed to restore, kept
 LOCK = 'lock.json'            # held by the run training in the workdir (cnn_jax/workdir.py)
+
+
+def parse_metrics(lines: Iterable[str]) -> list[dict]:
+  """The records of metrics.jsonl lines, in file order; a line cut short by a kill is skipped."""
+  records = []
+  for line in lines:
+    try:
+      record = json.loads(line)
+    except ValueError:
+      continue
+    if isinstance(record, dict) and 'step' in record and 'split' in record:
+      records.append(record)
+  return records

@@ -52,17 +52,12 @@ MODEL_SIZE = 'model_size.json'
 def read_metrics(workdir: str) -> dict[str, list[dict]]:
   """split -> records sorted by step, one per step: a step logged twice (a resumed run) counts
   once, its later record. A half-written last line (a running run) is skipped."""
-  by_key: dict[tuple[str, int], dict] = {}
   try:
     with open(os.path.join(workdir, run_files.METRICS)) as f:
-      for line in f:
-        try:
-          record = json.loads(line)
-          by_key[(record['split'], int(record['step']))] = record
-        except (ValueError, KeyError, TypeError):
-          continue
+      records = run_files.parse_metrics(f)
   except OSError:
-    pass
+    records = []
+  by_key = {(r['split'], int(r['step'])): r for r in records}
   splits: dict[str, list[dict]] = {}
   for (split, _), record in sorted(by_key.items(), key=lambda item: item[0][1]):
     splits.setdefault(split, []).append(record)

@@ -80,18 +80,34 @@ def _run_until(process, step):
   raise AssertionError(f'the run ended before step {step}: {process.stderr.read()[-2000:]}')
 
 
+def _kill_during_a_save(process, directory, timeout=60) -> str:
+  """SIGKILL the moment a save is in flight: orbax writes a step into a temporary directory and
+  renames it when complete. Returns the temporary directory's name."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    names = os.listdir(directory) if os.path.isdir(directory) else []
+    partial = [name for name in names if '.orbax-checkpoint-tmp' in name]
+    if partial:
+      process.kill()
+      process.wait(timeout=60)
+      return partial[0]
+  raise AssertionError(f'no save seen in flight in {directory} within {timeout} s')
+
+
 def test_killed_and_preempted_run_resumes_to_the_uninterrupted_state_and_metrics(
     data_dir, tmp_path, reference):
-  """kill -9 at a random step, then SIGTERM at another, then the same command to the end."""
+  """kill -9 during a save from a random step on, then SIGTERM at another step, then the same
+  command to the end."""
   rng = random.Random(11)
-  kill_at = rng.randint(EVERY + 1, 2 * EVERY - 1)
+  kill_from = rng.randint(EVERY + 1, 2 * EVERY - 1)
   term_at = rng.randint(2 * EVERY + 1, STEPS - 2)
   args = FLAGS + [f'--workdir={tmp_path}']
 
-  killed = _start(args, data_dir)
-  _run_until(killed, kill_at)
-  killed.kill()
-  killed.wait(timeout=60)
+  # A save every step (checkpointing may change on resume), so that one is in flight to kill.
+  killed = _start(args + ['--config.checkpoint_every_steps=1'], data_dir)
+  _run_until(killed, kill_from)
+  partial = _kill_during_a_save(killed, tmp_path / 'checkpoints')
+  assert partial in os.listdir(tmp_path / 'checkpoints')  # killed before orbax's rename
 
   preempted = _start(args, data_dir)
   _run_until(preempted, term_at)
@@ -107,6 +123,7 @@ def test_killed_and_preempted_run_resumes_to_the_uninterrupted_state_and_metrics
   stdout, stderr = finished.communicate(timeout=120)
   assert finished.returncode == 0, stderr[-2000:]
   assert f'resumed from step {stopped_at}' in stdout
+  assert not [name for name in os.listdir(tmp_path / 'checkpoints') if 'tmp' in name]
 
   path, state = reference
   _assert_same_state(train.latest_state(_config(data_dir), str(tmp_path)), state)

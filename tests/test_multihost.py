@@ -50,6 +50,18 @@ def _start_two(data_dir, workdir, args) -> list[subprocess.Popen]:
       for i in range(2)]
 
 
+def _wait_for_line(proc: subprocess.Popen, prefix: str, timeout: float = 180) -> None:
+  """Reads ``proc``'s stdout until a line starts with ``prefix``."""
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    line = proc.stdout.readline()
+    if line.startswith(prefix):
+      return
+    if not line and proc.poll() is not None:
+      raise AssertionError(f'process exited ({proc.returncode}) before a line {prefix!r}')
+  raise AssertionError(f'no line {prefix!r} within {timeout} s: training never started')
+
+
 def _params(workdir, data_dir):
   config = small_config(data_dir, schedule__name='constant', schedule__warmup=0)
   state = train.latest_state(config, workdir)
@@ -68,13 +80,7 @@ def test_preempted_two_processes_stop_together_resume_and_match_one_process(data
   workdir = str(tmp_path / 'two_processes')
   procs = _start_two(data_dir, workdir, ARGS + steps)
   try:
-    deadline = time.time() + 180
-    while time.time() < deadline:  # wait until training runs on both processes
-      line = procs[0].stdout.readline()
-      if line.startswith('step 10/'):
-        break
-    else:
-      raise AssertionError('training never started')
+    _wait_for_line(procs[0], 'step 10/')
     procs[1].send_signal(signal.SIGTERM)
     outputs = [p.communicate(timeout=120) for p in procs]
   finally:
@@ -109,13 +115,7 @@ def test_a_killed_process_makes_the_other_exit_with_an_error(data_dir, tmp_path)
   procs = _start_two(data_dir, tmp_path, ['--heartbeat_timeout=5', '--config.num_epochs=1000',
                                             '--config.log_every_steps=5'])
   try:
-    deadline = time.time() + 180
-    while time.time() < deadline:  # wait until training runs on both processes
-      line = procs[0].stdout.readline()
-      if line.startswith('step '):
-        break
-    else:
-      raise AssertionError('training never started')
+    _wait_for_line(procs[0], 'step ')
     procs[1].send_signal(signal.SIGKILL)
     killed_at = time.time()
     _, stderr = procs[0].communicate(timeout=120)
