@@ -28,8 +28,6 @@ from jax.experimental import multihost_utils
 
 from cnn_jax import RunError, run_files
 
-UNREADABLE_DIR = run_files.UNREADABLE_CHECKPOINTS
-
 
 def directory(workdir: str) -> str:
   # Remote workdirs (gs://...) are used as they are; local ones are made absolute for orbax.
@@ -90,7 +88,7 @@ def _restore(manager: ocp.CheckpointManager, step: int, state: Any, log_sums: An
 def _set_aside(manager: ocp.CheckpointManager, workdir: str, step: int) -> str:
   """Moves an unreadable step out of orbax's sight, keeping its files for a post-mortem."""
   source = os.path.join(directory(workdir), str(step))
-  target_dir = os.path.join(os.path.dirname(directory(workdir)), UNREADABLE_DIR)
+  target_dir = os.path.join(os.path.dirname(directory(workdir)), run_files.UNREADABLE_CHECKPOINTS)
   target = os.path.join(target_dir, str(step))
   if jax.process_index() == 0:
     tf.io.gfile.makedirs(target_dir)
@@ -135,8 +133,8 @@ def restore_latest(manager: ocp.CheckpointManager, workdir: str, state: Any,
               'trying the previous one', file=sys.stderr, flush=True)
   if failures:
     raise RunError(f'no checkpoint in {directory(workdir)} can be restored (steps '
-                   f'{", ".join(map(str, failures))}, now in {UNREADABLE_DIR}/): use a new '
-                   '--workdir, or run again to start this one afresh')
+                   f'{", ".join(map(str, failures))}, now in {run_files.UNREADABLE_CHECKPOINTS}/): '
+                   'use a new --workdir, or run again to start this one afresh')
   return None
 
 

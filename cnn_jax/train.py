@@ -56,7 +56,6 @@ def zero_train_sums() -> dict[str, jax.Array]:
 
 
 TRAIN_SUMS = ('loss', 'correct', 'count')
-RESULT_FILE = run_files.RESULT
 EVAL_SUMS = ('loss', 'correct', 'correct_top5', 'count')
 
 
@@ -290,7 +289,7 @@ def save_result(workdir: str, step: int, results: dict[str, dict]) -> None:
   """``workdir/result.json``: the final metrics per split; its presence marks a finished run."""
   if jax.process_index() == 0:
     record = {'step': step, **{role: {k: float(v) for k, v in m.items()} for role, m in results.items()}}
-    with tf.io.gfile.GFile(os.path.join(workdir, RESULT_FILE), 'w') as f:
+    with tf.io.gfile.GFile(os.path.join(workdir, run_files.RESULT), 'w') as f:
       f.write(json.dumps(record, indent=2, sort_keys=True))
 
 
@@ -404,7 +403,7 @@ def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manage
     reporter.message(f'resumed from step {step} in {workdir}')
   if changes:
     reporter.message(f'config changes accepted at step {step}: {"; ".join(changes)}')
-  result_path = os.path.join(workdir, RESULT_FILE)
+  result_path = os.path.join(workdir, run_files.RESULT)
   if step < setup.total_steps and jax.process_index() == 0 and tf.io.gfile.exists(result_path):
     tf.io.gfile.remove(result_path)  # a finished run given more steps is unfinished again
   if jax.process_count() > 1:  # a process that saw another checkpoint would desynchronise the run

@@ -27,8 +27,6 @@ import tensorflow as tf
 
 from cnn_jax import ConfigError, RunError, run_files
 
-LOCK_FILE = run_files.LOCK
-CONFIG_FILE = run_files.CONFIG
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 300.0
 
@@ -77,7 +75,7 @@ class Lock:
   def __init__(self, workdir: str, override: bool = False,
                heartbeat_seconds: float = HEARTBEAT_SECONDS,
                stale_after_seconds: float = STALE_AFTER_SECONDS):
-    self.path = os.path.join(workdir, LOCK_FILE)
+    self.path = os.path.join(workdir, run_files.LOCK)
     self.override = override
     self.heartbeat_seconds = heartbeat_seconds
     self.stale_after_seconds = stale_after_seconds
@@ -216,7 +214,7 @@ def check_resumed_config(config: ml_collections.ConfigDict, workdir: str,
                          resumed_step: Optional[int], accept_changes: bool) -> list[str]:
   """The recipe changes of a resumed run against ``workdir/config.json`` (empty for a new run);
   ConfigError listing them unless ``accept_changes``. Every process checks: they all stop."""
-  path = os.path.join(workdir, CONFIG_FILE)
+  path = os.path.join(workdir, run_files.CONFIG)
   if resumed_step is None or not tf.io.gfile.exists(path):
     return []
   with tf.io.gfile.GFile(path) as f:
@@ -232,7 +230,7 @@ def save_config(config: ml_collections.ConfigDict, workdir: str, resumed_step: O
                 changes: list[str]) -> None:
   """Writes ``workdir/config.json``; a replaced one with accepted ``changes`` is kept as
   ``config.step<N>.json``."""
-  path = os.path.join(workdir, CONFIG_FILE)
+  path = os.path.join(workdir, run_files.CONFIG)
   if changes:
     tf.io.gfile.copy(path, os.path.join(workdir, f'config.step{resumed_step}.json'), overwrite=True)
   with tf.io.gfile.GFile(path, 'w') as f:

@@ -115,7 +115,7 @@ def summarize_point(sweep_dir: str, name: str, values: Mapping[str, Any],
   workdir = os.path.join(sweep_dir, name)
   status = runner.point_status(workdir) if os.path.isdir(workdir) else 'pending'
   splits = read_metrics(workdir)
-  result = runner.read_json(os.path.join(workdir, runner.RESULT)) or {}
+  result = runner.read_json(os.path.join(workdir, run_files.RESULT)) or {}
   train, evals, validation = (splits.get(s, []) for s in ('train', 'eval', 'validation'))
   best = min(validation, key=lambda r: _error(r)) if validation else None
   test_by_step = {r['step']: r for r in evals}

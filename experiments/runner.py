@@ -33,7 +33,6 @@ from experiments.definitions import REPO, Point, Sweep, SweepError
 POINT_RECORD = 'sweep_point.json'
 SWEEP_RECORD = 'sweep.json'
 LOG = 'log.txt'
-RESULT = run_files.RESULT
 TAIL_LINES = 12
 INTERRUPT_GRACE_SECONDS = 60  # for a stopped run to checkpoint its step
 
@@ -71,7 +70,7 @@ def write_json(path: str, record: Mapping[str, Any]) -> None:
 def point_status(workdir: str) -> str:
   """finished | failed | running (or its launcher died) | interrupted (stopped, or has metrics
   without a record of its attempts) | pending."""
-  if os.path.exists(os.path.join(workdir, RESULT)):
+  if os.path.exists(os.path.join(workdir, run_files.RESULT)):
     return 'finished'
   record = read_json(os.path.join(workdir, POINT_RECORD)) or {}
   attempts = record.get('attempts', [])

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cnn_jax import ConfigError, RunError, reporting, train, workdir
+from cnn_jax import ConfigError, RunError, reporting, run_files, train, workdir
 from cnn_jax.data import pipeline
 from tests.conftest import REPO, run_main, small_config
 
@@ -258,7 +258,7 @@ def _write_lock(path, **fields):
   record = {'host': socket.gethostname(), 'pid': os.getpid(), 'token': 'x',
             'heartbeat': time.time(), **fields}
   os.makedirs(path, exist_ok=True)
-  with open(os.path.join(path, workdir.LOCK_FILE), 'w') as f:
+  with open(os.path.join(path, run_files.LOCK), 'w') as f:
     json.dump(record, f)
 
 
@@ -268,7 +268,7 @@ def test_a_second_run_in_a_locked_workdir_exits_at_once(data_dir, tmp_path):
   assert result.returncode == 1 and 'Traceback' not in result.stderr
   assert result.stderr.strip().splitlines()[-1].startswith(
       f'error: {tmp_path} is in use by pid {os.getpid()} on {socket.gethostname()}')
-  assert sorted(os.listdir(tmp_path)) == [workdir.LOCK_FILE]  # nothing written, nothing trained
+  assert sorted(os.listdir(tmp_path)) == [run_files.LOCK]  # nothing written, nothing trained
 
 
 def test_a_stale_lock_is_taken_over_with_a_warning_and_a_lost_lock_stops_the_run(tmp_path, capfd):
@@ -292,7 +292,7 @@ def test_a_stale_lock_is_taken_over_with_a_warning_and_a_lost_lock_stops_the_run
     holder.check()
   intruder.release()
   holder.release()
-  assert not os.path.exists(tmp_path / workdir.LOCK_FILE)
+  assert not os.path.exists(tmp_path / run_files.LOCK)
 
 
 def test_resuming_with_a_changed_recipe_stops_unless_accepted(data_dir, tmp_path, reference):
