@@ -46,7 +46,9 @@ def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Checkpo
       cleanup_tmp_directories=True,  # the remains of a save cut short by a kill
   )
   try:
-    return ocp.CheckpointManager(directory(workdir), options=options)
+    # The handler named up front, so that item_metadata can read a step before anything is restored.
+    return ocp.CheckpointManager(directory(workdir), options=options,
+                                 item_handlers=ocp.StandardCheckpointHandler())
   except OSError as e:
     raise RunError(f'cannot open {directory(workdir)}: {cause(e)}') from None
 

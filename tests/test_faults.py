@@ -14,11 +14,14 @@ import sys
 import time
 
 import jax
+import jax.numpy as jnp
+import ml_collections
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 import tensorflow as tf
 
-from cnn_jax import ConfigError, RunError, reporting, run_files, train, workdir
+from cnn_jax import ConfigError, RunError, checkpoint, reporting, run_files, train, workdir
 from cnn_jax.data import pipeline
 from tests.conftest import REPO, run_main, small_config
 
@@ -168,6 +171,24 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(data_dir, tm
   assert steps[-1] == 40 and STEPS in steps  # retrained from 20 through 30
   records = _records(tmp_path)
   assert [r['step'] for r in records if r['split'] == 'train'] == list(range(1, 41))
+
+
+def test_a_checkpoint_from_before_log_sums_were_saved_still_resumes(tmp_path, capfd):
+  """Workdirs written before the log interval's sums were checkpointed hold the state alone: a new
+  process restores their newest step, with fresh sums, instead of setting it aside."""
+  config = ml_collections.ConfigDict({'checkpoint_every_steps': 10, 'keep_checkpoints': 5})
+  manager = checkpoint.make_manager(str(tmp_path), config)
+  for step in (10, 20):
+    manager.save(step, args=ocp.args.StandardSave({'w': jnp.full(3, float(step))}))
+  manager.wait_until_finished()
+  manager.close()
+  fresh = checkpoint.make_manager(str(tmp_path), config)  # as a new process sees it
+  state, sums = checkpoint.restore_latest(fresh, str(tmp_path), {'w': jnp.zeros(3)},
+                                          {'loss': jnp.zeros(())})
+  np.testing.assert_array_equal(state['w'], np.full(3, 20.0))
+  assert float(sums['loss']) == 0.0
+  assert 'warning' not in capfd.readouterr().err
+  assert not (tmp_path / run_files.UNREADABLE_CHECKPOINTS).exists()
 
 
 def test_no_restorable_checkpoint_is_one_error_naming_the_directory(data_dir, tmp_path, reference):
