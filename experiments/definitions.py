@@ -363,7 +363,8 @@ times.""",
     fixed=CPU_BUDGET_SETTINGS | {'config.checkpoint_every_steps': 50},
     plot=Plot(x='width'),
     steps=200,
-    cpu_budget='3 runs of 200 iterations: estimated 12 min each on one CPU core (bfloat16)',
+    cpu_budget=('3 runs of 200 iterations: 13-17 min each on one CPU core, measured while '
+                'another training shared it (bfloat16)'),
     paper_steps=78_000,
     paper_budget='200 epochs of CIFAR at batch 128 (78,000 iterations), lr 0.1 times 0.2 at 30/60/80%'))
 
