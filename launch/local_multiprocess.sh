@@ -27,9 +27,11 @@ done
 
 cd "$(dirname "$0")/.."
 main_flags=$(printf '%q ' "$@")
+# The caller's own XLA_FLAGS are kept; the device count comes last, so --devices wins.
+xla_flags="${XLA_FLAGS:+${XLA_FLAGS} }--xla_force_host_platform_device_count=${devices}"
 commands=()
 for ((i = 0; i < processes; i++)); do
-  commands+=("XLA_FLAGS=--xla_force_host_platform_device_count=${devices} python -m cnn_jax.main \
+  commands+=("XLA_FLAGS=$(printf '%q' "${xla_flags}") python -m cnn_jax.main \
 --coordinator_address=localhost:${port} --num_processes=${processes} --process_id=${i} ${main_flags}")
 done
 

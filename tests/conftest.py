@@ -9,16 +9,16 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# The in-process tests compile far more than they run: LLVM's optimisation level 0 cuts XLA:CPU's
-# compile time by about a third (DenseNet-121's train step: 32 s -> 20 s). It changes results by
-# float32 rounding only, which long training amplifies (on one CPU the quick start ended at 0.9889
-# instead of 0.9806), so the subprocess runs (run_main: accuracy, devices, processes) keep the
-# default flags, as users run. Turning off XLA:CPU's new fusion emitters halves the compile of the
-# DenseNets' long concatenation chains (DenseNet-BC-100 train step 12.5 s -> 6.3 s; whole suite
-# 481 s -> 414 s in one run each). Set before JAX starts its backend.
-os.environ['XLA_FLAGS'] = (os.environ.get('XLA_FLAGS', '') +
-                           ' --xla_backend_optimization_level=0'
-                           ' --xla_cpu_use_fusion_emitters=false').strip()
+# The tests compile far more than they run: LLVM's optimisation level 0 cuts XLA:CPU's compile
+# time by about a third (DenseNet-121's train step: 32 s -> 20 s). It changes results by float32
+# rounding only, which long training amplifies (on one CPU the quick start ended at 0.9889 instead
+# of 0.9806), so the quick start's test runs with the default flags, as users run
+# (``run_main(..., as_users_run=True)``); every other subprocess gets these too, so that the runs
+# a test compares compile alike. Turning off XLA:CPU's new fusion emitters halves the compile of
+# the DenseNets' long concatenation chains (DenseNet-BC-100 train step 12.5 s -> 6.3 s; whole
+# suite 481 s -> 414 s in one run each). Set before JAX starts its backend.
+TEST_XLA_FLAGS = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
+os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
 
 # The minute-long tests start first, so that the two xdist workers end on short tests instead of
@@ -84,11 +84,18 @@ class _noop:
     return False
 
 
+def xla_flags(devices: int, as_users_run: bool = False) -> str:
+  """A subprocess's XLA_FLAGS: ``devices`` host devices, and the tests' compile flags unless it
+  must run as users run."""
+  return f'--xla_force_host_platform_device_count={devices}' + ('' if as_users_run else
+                                                                  f' {TEST_XLA_FLAGS}')
+
+
 def run_main(args: list[str], *, devices: int = 1, data_dir: str | None = None,
-             timeout: float = 300) -> subprocess.CompletedProcess:
+             timeout: float = 300, as_users_run: bool = False) -> subprocess.CompletedProcess:
   """Runs ``python -m cnn_jax.main`` in a fresh process with ``devices`` host devices."""
   env = dict(os.environ)
-  env['XLA_FLAGS'] = f'--xla_force_host_platform_device_count={devices}'
+  env['XLA_FLAGS'] = xla_flags(devices, as_users_run)
   if data_dir:
     env['TFDS_DATA_DIR'] = data_dir
   return subprocess.run([sys.executable, '-m', 'cnn_jax.main', *args], cwd=REPO, env=env,

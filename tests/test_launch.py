@@ -20,9 +20,10 @@ JAX_VERSION = re.search(r'^jax==(\S+)', open(os.path.join(REPO, 'requirements.tx
 
 
 def _env(**extra):
-  """The test process's environment without anything SLURM or DRY_RUN, plus ``extra``."""
+  """The test process's environment without anything SLURM, DRY_RUN or XLA_FLAGS, plus ``extra``."""
   env = {k: v for k, v in os.environ.items()
-         if not k.startswith(('SLURM_', 'SRUN_')) and k not in ('DRY_RUN', 'PYTHON', 'JAX_LOCAL_DEVICE_IDS')}
+         if not k.startswith(('SLURM_', 'SRUN_'))
+         and k not in ('DRY_RUN', 'PYTHON', 'JAX_LOCAL_DEVICE_IDS', 'XLA_FLAGS')}
   env.update(extra)
   return env
 
@@ -87,10 +88,13 @@ def test_local_runs_those_commands(tmp_path):
   _fake(bin_dir, 'python', 'printf "%s\\0" "XLA_FLAGS=$XLA_FLAGS" "$@" > "$FAKE_OUT/$5"\n')
   result = _run(['launch/local_multiprocess.sh', '--processes=2', '--devices=3', '--port=23457', '--',
                  SPACED, '--workdir=/tmp/w'],
-                env=_env(PATH=f'{bin_dir}:{os.environ["PATH"]}', FAKE_OUT=str(out)))
+                env=_env(PATH=f'{bin_dir}:{os.environ["PATH"]}', FAKE_OUT=str(out),
+                         XLA_FLAGS='--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=8'))
   assert result.returncode == 0, result.stderr
+  # The caller's XLA flags are kept, and --devices wins over theirs.
   assert _records(out) == [
-      ['XLA_FLAGS=--xla_force_host_platform_device_count=3', '-m', 'cnn_jax.main',
+      ['XLA_FLAGS=--xla_dump_to=/tmp/x --xla_force_host_platform_device_count=8 '
+       '--xla_force_host_platform_device_count=3', '-m', 'cnn_jax.main',
        '--coordinator_address=localhost:23457', '--num_processes=2', f'--process_id={i}', SPACED,
        '--workdir=/tmp/w'] for i in range(2)]
 

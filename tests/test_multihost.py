@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from cnn_jax import train
-from tests.conftest import REPO, run_main, small_config
+from tests.conftest import REPO, run_main, small_config, xla_flags
 
 # A constant rate makes "20 steps, stop, resume to 40" the same run as "40 steps". gloo sums the
 # gradients in another order than one process does; at the default rate 0.05 LeNet's early steps
@@ -41,8 +41,7 @@ def _launch(args, data_dir, timeout=300):
 def _start_two(data_dir, workdir, args) -> list[subprocess.Popen]:
   """Two cnn_jax.main processes of one run, 4 CPU devices each, output piped."""
   port = _free_port()
-  env = dict(os.environ, TFDS_DATA_DIR=data_dir, XLA_FLAGS='--xla_force_host_platform_device_count=4',
-             PYTHONUNBUFFERED='1')
+  env = dict(os.environ, TFDS_DATA_DIR=data_dir, XLA_FLAGS=xla_flags(4), PYTHONUNBUFFERED='1')
   return [subprocess.Popen(
       [sys.executable, '-m', 'cnn_jax.main', f'--workdir={workdir}',
        f'--coordinator_address=localhost:{port}', '--num_processes=2', f'--process_id={i}', *args],

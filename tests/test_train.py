@@ -24,7 +24,7 @@ def _read_metrics(workdir, split):
 def test_default_config_trains_digits_to_97_percent(data_dir, tmp_path):
   """The README's quick start: the CLI trains LeNet-5 on digits and writes all its outputs."""
   workdir = str(tmp_path / 'default')
-  result = run_main([f'--workdir={workdir}'], data_dir=data_dir)
+  result = run_main([f'--workdir={workdir}'], data_dir=data_dir, as_users_run=True)
   assert result.returncode == 0, result.stderr[-3000:]
   last = result.stdout.strip().splitlines()[-1]
   assert last.startswith('final eval accuracy:'), result.stdout[-2000:]
@@ -47,7 +47,7 @@ def test_default_config_trains_digits_to_97_percent(data_dir, tmp_path):
   assert {'train/loss', 'train/accuracy', 'train/learning_rate', 'train/images_per_sec',
           'eval/loss', 'eval/accuracy', 'eval/top5_accuracy'} <= tags
   # Running the same command again resumes at the end instead of training again.
-  again = run_main([f'--workdir={workdir}'], data_dir=data_dir)
+  again = run_main([f'--workdir={workdir}'], data_dir=data_dir, as_users_run=True)
   assert 'resumed from step' in again.stdout and again.stdout.strip().splitlines()[-1] == last
 
 
