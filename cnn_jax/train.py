@@ -152,15 +152,26 @@ def init_state(setup: Setup, seed: int) -> TrainState:
   far longer than it runs (ResNet-110: 10-15 s against 4 s op by op, measured on one CPU core).
   ``lazy_init`` skips the forward pass, which only gives shapes.
   """
+  return parallel.replicate(_initial_state(setup, seed), setup.mesh)
+
+
+def abstract_state(setup: Setup, seed: int) -> TrainState:
+  """The shapes, dtypes and shardings of :func:`init_state`'s result, without computing it: the
+  target a checkpoint is restored into."""
+  replicated = parallel.replicated(setup.mesh)
+  return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                      jax.eval_shape(lambda: _initial_state(setup, seed)))
+
+
+def _initial_state(setup: Setup, seed: int) -> TrainState:
   params_rng, dropout_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
   image = jax.ShapeDtypeStruct((1,) + setup.info.image_shape, jnp.float32)
   variables = setup.model.lazy_init({'params': params_rng, 'dropout': dropout_rng}, image,
                                     train=False)
   params = variables['params']
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     batch_stats=variables.get('batch_stats', {}), opt_state=setup.tx.init(params),
-                     plateau=setup.plateau.init(params) if setup.plateau else (), rng=state_rng)
-  return parallel.replicate(state, setup.mesh)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    batch_stats=variables.get('batch_stats', {}), opt_state=setup.tx.init(params),
+                    plateau=setup.plateau.init(params) if setup.plateau else (), rng=state_rng)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,9 +336,8 @@ class StopSignals:
 def latest_state(config: ml_collections.ConfigDict, workdir: str) -> Optional[TrainState]:
   """The train state of ``workdir``'s newest restorable checkpoint (None without one)."""
   setup = build(config)
-  state = init_state(setup, config.seed)
   manager = checkpoint.make_manager(workdir, config)
-  restored = checkpoint.restore_latest(manager, workdir, state,
+  restored = checkpoint.restore_latest(manager, workdir, abstract_state(setup, config.seed),
                                        parallel.replicate(zero_train_sums(), setup.mesh))
   manager.close()
   return None if restored is None else restored[0]
@@ -389,11 +399,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 
 def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manager,
            changes: list[str], lock: Optional[workdir_lib.Lock], signals: StopSignals) -> dict:
-  state = init_state(setup, config.seed)
   sums = parallel.replicate(zero_train_sums(), setup.mesh)
-  restored = checkpoint.restore_latest(manager, workdir, state, sums)
+  # Restored into shapes alone: a resumed run does not initialise what it is about to overwrite.
+  restored = checkpoint.restore_latest(manager, workdir, abstract_state(setup, config.seed), sums)
   if restored is not None:
     state, sums = restored
+  else:
+    state = init_state(setup, config.seed)
   step = int(state.step)
   if jax.process_index() == 0:
     workdir_lib.save_config(config, workdir, step, changes)

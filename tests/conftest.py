@@ -17,6 +17,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # a test compares compile alike. Turning off XLA:CPU's new fusion emitters halves the compile of
 # the DenseNets' long concatenation chains (DenseNet-BC-100 train step 12.5 s -> 6.3 s; whole
 # suite 481 s -> 414 s in one run each). Set before JAX starts its backend.
+# TensorFlow imports Keras eagerly (about 2.5 s of every process here, with scikit-learn and
+# SciPy) to register its optimisers for SavedModel. Nothing in cnn_jax uses Keras; pointing TF at
+# the absent legacy tf_keras makes it skip that import, in the workers and every subprocess.
+os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 TEST_XLA_FLAGS = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
 os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
