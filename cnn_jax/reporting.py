@@ -4,9 +4,11 @@
 ``{"step": 100, "split": "train", "epoch": 2.3, "loss": ..., "accuracy": ..., ...}``.
 The console shows a progress bar in an interactive terminal and log lines otherwise.
 
-A resumed run keeps the records up to the restored step and drops the later ones, which it is about
-to log again: every step appears once, with the values an uninterrupted run logs. tf.summary cannot
-purge events, so the TensorBoard event files are rewritten from the kept records on each resume.
+A resumed run keeps the records up to the restored step and moves the later ones, which it is about
+to log again, to ``metrics_dropped.jsonl``: every step appears once in metrics.jsonl, with the values
+an uninterrupted run logs, and nothing is lost when a run falls back to an earlier checkpoint.
+tf.summary cannot purge events, so the TensorBoard event files are rewritten from the kept records
+on each resume.
 """
 from __future__ import annotations
 
@@ -33,6 +35,16 @@ def read_records(path: str) -> list[dict]:
     return run_files.parse_metrics(f)
 
 
+def _append(path: str, records: list[dict]) -> None:
+  # Rewritten whole: GCS cannot append.
+  earlier = ''
+  if tf.io.gfile.exists(path):
+    with tf.io.gfile.GFile(path) as f:
+      earlier = f.read()
+  with tf.io.gfile.GFile(path, 'w') as f:
+    f.write(earlier + ''.join(json.dumps(r) + '\n' for r in records))
+
+
 class Reporter:
   """Writes scalars to TensorBoard and JSON lines, and progress to the console."""
 
@@ -48,7 +60,11 @@ class Reporter:
     if self.enabled:
       tf.io.gfile.makedirs(workdir)  # tf.io.gfile: local paths and gs:// alike
       path = os.path.join(workdir, run_files.METRICS)
-      self.kept = [r for r in read_records(path) if r['step'] <= resumed_step]
+      records = read_records(path)
+      self.kept = [r for r in records if r['step'] <= resumed_step]
+      dropped = [r for r in records if r['step'] > resumed_step]
+      if dropped:
+        _append(os.path.join(workdir, run_files.DROPPED_METRICS), dropped)
       tensorboard = os.path.join(workdir, 'tensorboard')
       stale = tf.io.gfile.glob(os.path.join(tensorboard, 'events.out.tfevents.*'))
       # GCS cannot append: the kept records are rewritten, then this run adds its own.

@@ -11,6 +11,7 @@ RESULT = 'result.json'        # the final metrics; written last, so it marks a f
 CHECKPOINTS = 'checkpoints'   # orbax's step directories
 UNREADABLE_CHECKPOINTS = 'checkpoints_unreadable'  # checkpoints that failed to restore, kept
 LOCK = 'lock.json'            # held by the run training in the workdir (cnn_jax/workdir.py)
+DROPPED_METRICS = 'metrics_dropped.jsonl'  # records after a restored step, kept for a post-mortem
 
 
 def parse_metrics(lines: Iterable[str]) -> list[dict]:

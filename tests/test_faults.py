@@ -171,6 +171,9 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(data_dir, tm
   assert steps[-1] == 40 and STEPS in steps  # retrained from 20 through 30
   records = _records(tmp_path)
   assert [r['step'] for r in records if r['split'] == 'train'] == list(range(1, 41))
+  # The records of the set-aside steps 21-30 are kept beside metrics.jsonl, not lost.
+  dropped = reporting.read_records(str(tmp_path / run_files.DROPPED_METRICS))
+  assert [r['step'] for r in dropped if r['split'] == 'train'] == list(range(21, 31))
 
 
 def test_a_checkpoint_from_before_log_sums_were_saved_still_resumes(tmp_path, capfd):
