@@ -35,14 +35,13 @@ def read_records(path: str) -> list[dict]:
     return run_files.parse_metrics(f)
 
 
-def _append(path: str, records: list[dict]) -> None:
-  # Rewritten whole: GCS cannot append.
-  earlier = ''
-  if tf.io.gfile.exists(path):
-    with tf.io.gfile.GFile(path) as f:
-      earlier = f.read()
-  with tf.io.gfile.GFile(path, 'w') as f:
-    f.write(earlier + ''.join(json.dumps(r) + '\n' for r in records))
+def _write_records(path: str, records: list[dict]) -> None:
+  """Replaces ``path`` with ``records`` through a temporary file: a kill leaves the old or the new
+  file, never half of one (GCS cannot append, so files are rewritten whole)."""
+  temporary = f'{path}.tmp'
+  with tf.io.gfile.GFile(temporary, 'w') as f:
+    f.write(''.join(json.dumps(r) + '\n' for r in records))
+  tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 class Reporter:
@@ -64,14 +63,11 @@ class Reporter:
       self.kept = [r for r in records if r['step'] <= resumed_step]
       dropped = [r for r in records if r['step'] > resumed_step]
       if dropped:
-        _append(os.path.join(workdir, run_files.DROPPED_METRICS), dropped)
+        dropped_path = os.path.join(workdir, run_files.DROPPED_METRICS)
+        _write_records(dropped_path, read_records(dropped_path) + dropped)
       tensorboard = os.path.join(workdir, 'tensorboard')
       stale = tf.io.gfile.glob(os.path.join(tensorboard, 'events.out.tfevents.*'))
-      # GCS cannot append: the kept records are rewritten, then this run adds its own.
-      temporary = f'{path}.tmp'
-      with tf.io.gfile.GFile(temporary, 'w') as f:
-        f.write(''.join(json.dumps(r) + '\n' for r in self.kept))
-      tf.io.gfile.rename(temporary, path, overwrite=True)
+      _write_records(path, self.kept)  # then this run adds its own
       self._writer = tf.summary.create_file_writer(tensorboard)
       for record in self.kept:
         self._summaries(record)

@@ -400,8 +400,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
 def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manager,
            changes: list[str], lock: Optional[workdir_lib.Lock], signals: StopSignals) -> dict:
   sums = parallel.replicate(zero_train_sums(), setup.mesh)
-  # Restored into shapes alone: a resumed run does not initialise what it is about to overwrite.
-  restored = checkpoint.restore_latest(manager, workdir, abstract_state(setup, config.seed), sums)
+  # Restored into shapes alone: a resumed run does not initialise what it is about to overwrite,
+  # and a fresh run does not trace the model for a target it does not need.
+  restored = checkpoint.restore_latest(manager, workdir, abstract_state(setup, config.seed),
+                                       sums) if manager.all_steps() else None
   if restored is not None:
     state, sums = restored
   else:
