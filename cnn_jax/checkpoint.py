@@ -35,7 +35,17 @@ def directory(workdir: str) -> str:
   return os.path.join(root, run_files.CHECKPOINTS)
 
 
+# Orbax splits the write of a replicated array among its replicas ("replica-parallel"), slicing it
+# on device with one compiled program per shape and device count: the first save of an 8-device
+# run compiled 474 slices (7 s of a 35 s ResNet-8 run on CPU). Arrays whose slices would be
+# smaller than this are written whole by one replica; the large ones are still split.
+MIN_REPLICA_SLICE_BYTES = 16 << 20
+
+
 def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+  ocp.type_handlers.register_type_handler(
+      jax.Array, ocp.type_handlers.ArrayHandler(
+          min_slice_bytes_for_replica_parallel=MIN_REPLICA_SLICE_BYTES), override=True)
   every = config.checkpoint_every_steps
   options = ocp.CheckpointManagerOptions(
       # Every N steps, and at preemption (orbax's own policy); not orbax's default extra save of
