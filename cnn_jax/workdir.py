@@ -35,7 +35,7 @@ STALE_AFTER_SECONDS = 300.0
 RESUMABLE_CHANGES = ('num_train_steps', 'num_epochs', 'log_every_steps', 'eval_every_epochs',
                      'checkpoint_every_steps', 'keep_checkpoints', 'skip_nonfinite_steps',
                      'data.data_dir', 'data.manual_dir', 'data.source_dir', 'data.download',
-                     'data.prefetch', 'data.cache')
+                     'data.prefetch', 'data.cache', 'compilation_cache_dir')
 
 
 def check_writable(workdir: str) -> None:

@@ -68,6 +68,9 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.mixed_precision = False        # bfloat16 compute; float32 params, optimiser, BatchNorm stats
 
+  config.compilation_cache_dir = placeholder(str)  # XLA programs kept for every later run of
+                                        # this user; None = $JAX_COMPILATION_CACHE_DIR, else
+                                        # ~/.cache/cnn_jax/xla; '' = off
   config.batch_size = 64                # global, over all devices of all hosts
   config.num_epochs = 30
   config.num_train_steps = 0            # > 0 overrides num_epochs

@@ -1,6 +1,7 @@
 """The train loop end to end: accuracy on digits, data parallelism, resume, bad input."""
 import glob
 import json
+import logging
 import os
 
 import jax
@@ -200,3 +201,30 @@ def test_validation_split_is_evaluated_apart_and_drives_the_plateau_schedule(dat
     final = json.load(f)
   assert final['step'] == 20 and final['eval']['accuracy'] == result['accuracy']
   assert final['validation']['accuracy'] == validation[-1]['accuracy']
+
+
+def test_a_second_start_loads_its_steps_from_the_compilation_cache(data_dir, tmp_path, caplog,
+                                                                   compilation_cache):
+  """``config.compilation_cache_dir``: a new workdir of the same config compiles nothing the
+  first start compiled; '' turns the cache off, and a directory that cannot be one is a one-line
+  ConfigError naming the fix."""
+  config = small_config(data_dir, num_train_steps=2, log_every_steps=1, batch_size=16,
+                        data__eval_split='test[:16]', compilation_cache_dir=str(tmp_path / 'cache'))
+  try:
+    train.train_and_evaluate(config, str(tmp_path / 'first'))
+    written = os.listdir(tmp_path / 'cache')
+    assert any(name.startswith('jit_train_step-') for name in written), written
+    with caplog.at_level(logging.DEBUG, logger='jax._src.compiler'):
+      train.train_and_evaluate(config, str(tmp_path / 'second'))
+    hits = [r.getMessage() for r in caplog.records if 'cache hit' in r.getMessage()]
+    assert any("'jit_train_step'" in m for m in hits) and any("'jit_eval_step'" in m for m in hits)
+    config.compilation_cache_dir = ''
+    assert train.use_compilation_cache(config) is None
+    assert jax.config.jax_compilation_cache_dir is None
+    (tmp_path / 'a_file').write_text('')
+    config.compilation_cache_dir = str(tmp_path / 'a_file' / 'cache')
+    with pytest.raises(ConfigError, match=r"cannot be used .*set a writable directory, or ''"):
+      train.use_compilation_cache(config)
+  finally:  # the session's cache again, for the tests after this one
+    config.compilation_cache_dir = None
+    assert train.use_compilation_cache(config) == compilation_cache
