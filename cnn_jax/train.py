@@ -133,7 +133,8 @@ def use_compilation_cache(config: ml_collections.ConfigDict) -> Optional[str]:
 
   A second start of a config, in any workdir, then loads its train and eval steps instead of
   compiling them. A directory that cannot be written is a ConfigError when asked for, a warning
-  (and no cache) when it is the default. Environment settings of JAX's own cache flags win.
+  (and no cache) when it is the default. $JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS, when set,
+  wins over COMPILATION_CACHE_MIN_SECONDS.
   """
   path = config.get('compilation_cache_dir')
   asked = path is not None
