@@ -161,12 +161,17 @@ def use_compilation_cache(config: ml_collections.ConfigDict) -> Optional[str]:
   return path
 
 
-def build(config: ml_collections.ConfigDict) -> Setup:
-  """Validates the config and builds model, optimiser and data facts; raises ConfigError."""
+def build(config: ml_collections.ConfigDict,
+          info: Optional[pipeline.DatasetInfo] = None) -> Setup:
+  """Validates the config and builds model, optimiser and data facts; raises ConfigError.
+
+  ``info`` replaces the data set's facts for callers that bring their own batches (benchmarks);
+  by default they are read from ``config.data``.
+  """
   check_ranges(config)
   mesh = parallel.make_mesh()
   local_batch = parallel.local_batch_size(config.batch_size, mesh)
-  info = pipeline.dataset_info(config.data)
+  info = info or pipeline.dataset_info(config.data)
   model_kwargs = dict(config.model)
   name = model_kwargs.pop('name')
   model_kwargs.setdefault('num_classes', info.num_classes)
