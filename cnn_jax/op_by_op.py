@@ -33,14 +33,14 @@ from jax._src.interpreters.partial_eval import dce_jaxpr
 BUCKETED_SAMPLES_BELOW = 1 << 22
 SMALLEST_BUCKET = 1 << 10
 
-# The samplers inside jax.random (jitted with static shape and dtype), by their traced arguments.
+# The samplers inside jax.random (jitted with static shape and dtype): how many traced arguments
+# follow the key, and the public function that draws the same values at another shape.
 _SAMPLERS = {
-    '_normal': lambda key, args, shape, dtype: jax.random.normal(key, shape, dtype),
-    '_truncated_normal': lambda key, args, shape, dtype: jax.random.truncated_normal(
-        key, *args, shape, dtype),
-    '_uniform': lambda key, args, shape, dtype: jax.random.uniform(key, shape, dtype, *args),
+    '_normal': (0, lambda key, args, shape, dtype: jax.random.normal(key, shape, dtype)),
+    '_truncated_normal': (2, lambda key, args, shape, dtype: jax.random.truncated_normal(
+        key, *args, shape, dtype)),
+    '_uniform': (2, lambda key, args, shape, dtype: jax.random.uniform(key, shape, dtype, *args)),
 }
-_ARGS_AFTER_KEY = {'_normal': 0, '_truncated_normal': 2, '_uniform': 2}
 
 
 def _np_broadcast_in_dim(x, *, shape, broadcast_dimensions, **_):
@@ -84,7 +84,7 @@ def run(fn: Callable[..., Any], *args: Any) -> Any:
 
 def _bucketed_sample(eqn: core.JaxprEqn, values: list) -> list | None:
   name = eqn.params.get('name') if eqn.primitive.name in ('jit', 'pjit') else None
-  if name not in _SAMPLERS or len(values) != 1 + _ARGS_AFTER_KEY[name] or len(eqn.outvars) != 1:
+  if name not in _SAMPLERS or len(values) != 1 + _SAMPLERS[name][0] or len(eqn.outvars) != 1:
     return None
   aval = eqn.outvars[0].aval
   size = math.prod(aval.shape)
@@ -93,7 +93,7 @@ def _bucketed_sample(eqn: core.JaxprEqn, values: list) -> list | None:
       or jax.random.key_impl(key) != 'threefry2x32'):
     return None
   bucket = max(SMALLEST_BUCKET, 1 << (size - 1).bit_length())
-  drawn = np.asarray(_SAMPLERS[name](key, values[1:], (bucket,), aval.dtype))
+  drawn = np.asarray(_SAMPLERS[name][1](key, values[1:], (bucket,), aval.dtype))
   return [drawn[:size].reshape(aval.shape)]
 
 
