@@ -1,8 +1,9 @@
-"""Train-step time of the grouped-conv nets with layers.grouped_conv against lax's own gradient.
+"""Train-step time of the grouped-conv nets with layers.conv_general_dilated's grouped kernel gradient
+against lax's own.
 
 ResNeXt's 3x3 convs and AlexNet's two towers are grouped convolutions. Autodiff gives their kernel
 gradient as a ``batch_group_count`` convolution, which XLA:CPU runs tens of times slower than the
-forward conv; ``layers.grouped_conv`` computes the same gradient as a ``feature_group_count``
+forward conv; ``layers.conv_general_dilated`` computes the same gradient as a ``feature_group_count``
 convolution. This script times one SGD step (``jax.jit`` of ``value_and_grad`` plus momentum SGD)
 of each net both ways, in the same run, and prints the ratio.
 
@@ -35,14 +36,17 @@ CASES = {'resnext50_32x4d': (224, 4), 'resnext29_8x64d': (32, 16), 'alexnet': (2
 
 @contextlib.contextmanager
 def kernel_gradient(ours: bool) -> Iterator[None]:
-  """Swaps layers.grouped_conv for lax's conv while the step is traced (convs look it up per call)."""
-  original = layers.grouped_conv
+  """Swaps the grouped conv's custom gradient for lax's while the step is traced (looked up per call)."""
+  original = layers._grouped_conv_nhwc
   if not ours:
-    layers.grouped_conv = lax.conv_general_dilated
+    layers._grouped_conv_nhwc = lambda x, kernel, strides, padding, rhs_dilation, groups, precision: (
+        lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=rhs_dilation,
+                                 dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
+                                 feature_group_count=groups, precision=precision))
   try:
     yield
   finally:
-    layers.grouped_conv = original
+    layers._grouped_conv_nhwc = original
 
 
 def step_times(name: str, size: int, batch: int, steps: int, ours: bool) -> tuple[float, float]:

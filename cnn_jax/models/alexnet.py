@@ -134,7 +134,7 @@ class AlexNet(nn.Module):
       layer = f'conv{i + 1}'
       x = nn.Conv(self.widths[i], (kernels[i], kernels[i]), strides[i], padding=paddings[i],
                   feature_group_count=groups[i], dtype=self.dtype, name=layer,
-                  conv_general_dilated=layers.grouped_conv, **self._inits(layer))(x)
+                  conv_general_dilated=layers.conv_general_dilated, **self._inits(layer))(x)
       x = nn.relu(x)
       if i < 2:
         normalise = (layers.LocalResponseNorm(groups=self.towers, name=f'lrn{i + 1}')

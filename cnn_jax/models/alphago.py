@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import ConfigError
-from cnn_jax.models import register
+from cnn_jax.models import layers, register
 
 BOARD = 19
 
@@ -58,12 +58,15 @@ class AlphaGoPolicy(nn.Module):
                         f'planes); got a {x.shape[1]}x{x.shape[2]} input.')
     x = x.astype(self.dtype)
     # Padding 2 around 19x19 is the paper's "zero pads the input into a 23x23 image".
-    x = nn.relu(nn.Conv(self.filters, (5, 5), padding=2, dtype=self.dtype, name='conv1')(x))
+    x = nn.relu(nn.Conv(self.filters, (5, 5), padding=2, dtype=self.dtype, name='conv1',
+                                conv_general_dilated=layers.conv_general_dilated)(x))
     for layer in range(2, self.num_layers):
       # Padding 1 is "zero pads the previous hidden layer into a 21x21 image".
-      x = nn.Conv(self.filters, (3, 3), padding=1, dtype=self.dtype, name=f'conv{layer}')(x)
+      x = nn.Conv(self.filters, (3, 3), padding=1, dtype=self.dtype, name=f'conv{layer}',
+                  conv_general_dilated=layers.conv_general_dilated)(x)
       x = nn.relu(x)
-    x = nn.Conv(1, (1, 1), use_bias=False, dtype=self.dtype, name=f'conv{self.num_layers}')(x)
+    x = nn.Conv(1, (1, 1), use_bias=False, dtype=self.dtype, name=f'conv{self.num_layers}',
+                conv_general_dilated=layers.conv_general_dilated)(x)
     x = PositionBias(name='position_bias')(x)
     return x.reshape(x.shape[0], BOARD * BOARD).astype(jnp.float32)
 

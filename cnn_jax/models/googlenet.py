@@ -63,7 +63,8 @@ _AUX_AFTER = ('4a', '4d')
 def conv_relu(x: jax.Array, features: int, kernel: int, name: str, dtype: Any,
               stride: int = 1) -> jax.Array:
   """A 'same'-padded convolution followed by ReLU, created inside the calling module."""
-  x = nn.Conv(features, (kernel, kernel), stride, padding=kernel // 2, dtype=dtype, name=name)(x)
+  x = nn.Conv(features, (kernel, kernel), stride, padding=kernel // 2, dtype=dtype, name=name,
+              conv_general_dilated=layers.conv_general_dilated)(x)
   return nn.relu(x)
 
 

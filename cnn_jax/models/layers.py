@@ -64,18 +64,27 @@ Padding = Union[str, Sequence[tuple[int, int]]]
 _NHWC = ('NHWC', 'HWIO', 'NHWC')
 
 
-def grouped_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], padding: Padding,
-                 lhs_dilation: Optional[Sequence[int]] = None,
-                 rhs_dilation: Optional[Sequence[int]] = None, dimension_numbers: Any = None,
-                 feature_group_count: int = 1, precision: Any = None) -> jax.Array:
-  """``lax.conv_general_dilated`` for grouped NHWC convolutions, with a kernel gradient XLA:CPU runs fast.
+def conv_general_dilated(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int],
+                         padding: Padding, lhs_dilation: Optional[Sequence[int]] = None,
+                         rhs_dilation: Optional[Sequence[int]] = None, dimension_numbers: Any = None,
+                         feature_group_count: int = 1, precision: Any = None) -> jax.Array:
+  """``lax.conv_general_dilated`` with kernel gradients that XLA:CPU runs fast; the models' convs use it.
 
-  Pass it as ``nn.Conv(..., conv_general_dilated=grouped_conv)``. The forward pass and the input
-  gradient are lax's own. The kernel gradient that autodiff derives is a ``batch_group_count``
-  convolution, which XLA:CPU runs about 30x slower than the input gradient for ResNeXt-50's 32
-  groups; on CPU it is computed instead as a ``feature_group_count`` convolution of the transposed
-  input with the output gradient, the same sums (``benchmarks/grouped_conv.py``: ResNeXt-50's
-  step 11x faster). GPU and TPU keep the native gradient.
+  Pass it as ``nn.Conv(..., conv_general_dilated=conv_general_dilated)``. The forward pass and the
+  input gradient are lax's own everywhere. On one CPU device, for NHWC convolutions, the kernel
+  gradient that autodiff derives is replaced by the same sums computed differently:
+
+  - grouped convolutions: autodiff's is a ``batch_group_count`` convolution, which XLA:CPU runs
+    about 30x slower than the input gradient for ResNeXt-50's 32 groups; it is computed instead as a
+    ``feature_group_count`` convolution of the transposed input with the output gradient
+    (``benchmarks/grouped_conv.py``: ResNeXt-50's step 11x faster);
+  - other convolutions with large output maps: autodiff's is one convolution whose window is the
+    whole output map, which XLA:CPU runs on one core at 5-10 GFLOP/s (a CIFAR ResNet's 32x32 stage:
+    60-100 ms against PyTorch's 5.5 ms); summing the kernel gradients of chunks of
+    ``kernel_grad_chunk`` examples is several times faster (``benchmarks/conv_kernels.py``).
+
+  GPU and TPU, and meshes of several devices (a chunk would cut across the batch's sharding), keep
+  the native gradient.
   """
   lhs_dilation = tuple(lhs_dilation or (1,) * (lhs.ndim - 2))
   rhs_dilation = tuple(rhs_dilation or (1,) * (lhs.ndim - 2))
@@ -83,15 +92,78 @@ def grouped_conv(lhs: jax.Array, rhs: jax.Array, window_strides: Sequence[int], 
                              padding=padding, lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
                              dimension_numbers=dimension_numbers,
                              feature_group_count=feature_group_count, precision=precision)
-  spec = lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
-  if (feature_group_count == 1 or jax.default_backend() != 'cpu' or lhs.ndim != 4
-      or set(lhs_dilation) != {1} or spec != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
+  if (jax.default_backend() != 'cpu' or lhs.ndim != 4 or set(lhs_dilation) != {1}
+      or lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+      != lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)):
     return native(lhs, rhs)
   if isinstance(padding, str):
     dilated_kernel = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], rhs_dilation)]
     padding = lax.padtype_to_pads(lhs.shape[1:3], dilated_kernel, window_strides, padding)
-  return _grouped_conv_nhwc(lhs, rhs, tuple(window_strides), tuple(map(tuple, padding)),
-                            rhs_dilation, feature_group_count, precision)
+  padding = tuple(map(tuple, padding))
+  if feature_group_count > 1:
+    return _grouped_conv_nhwc(lhs, rhs, tuple(window_strides), padding, rhs_dilation,
+                              feature_group_count, precision)
+  chunk = kernel_grad_chunk(lhs.shape, _output_pixels(lhs.shape, rhs.shape, window_strides, padding,
+                                                       rhs_dilation))
+  if chunk is None or jax.device_count() > 1:
+    return native(lhs, rhs)
+  return _chunked_conv_nhwc(lhs, rhs, tuple(window_strides), padding, rhs_dilation, chunk, precision)
+
+
+# A chunk's input stays within this many bytes. Measured on this 2-core CPU, ResNet-20's and -56's
+# steps at batch 128: 787 and 2315 ms at 1 MiB (16 examples of the 32x32x16 stage), 861 and 2429 ms
+# at 256 KiB, 819 and 2607 ms at 2 MiB; smaller chunks also mean more convs to compile.
+KERNEL_GRAD_CHUNK_BYTES = 1024 * 1024
+# Below this many output pixels the native kernel gradient is as fast (CIFAR's 8x8 stage, ImageNet
+# nets' 14x14 and 7x7 stages).
+KERNEL_GRAD_CHUNK_MIN_PIXELS = 256
+
+
+def _output_pixels(lhs_shape, rhs_shape, strides, padding, rhs_dilation) -> int:
+  pixels = 1
+  for size, kernel, stride, (low, high), dilation in zip(lhs_shape[1:3], rhs_shape[:2], strides,
+                                                         padding, rhs_dilation):
+    pixels *= (size + low + high - (kernel - 1) * dilation - 1) // stride + 1
+  return pixels
+
+
+def kernel_grad_chunk(lhs_shape: Sequence[int], output_pixels: int) -> Optional[int]:
+  """Examples per chunk of the CPU kernel gradient of an NHWC conv, or None for the native one."""
+  batch, height, width, channels = lhs_shape
+  if output_pixels < KERNEL_GRAD_CHUNK_MIN_PIXELS:
+    return None
+  limit = max(2, KERNEL_GRAD_CHUNK_BYTES // (height * width * channels * 4))
+  chunk = max(d for d in range(1, batch + 1) if batch % d == 0 and d <= limit)
+  return chunk if chunk < batch else None
+
+
+def _plain_conv(x, kernel, strides, padding, rhs_dilation, precision):
+  return lax.conv_general_dilated(x, kernel, strides, padding, rhs_dilation=rhs_dilation,
+                                  dimension_numbers=_NHWC, precision=precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))
+def _chunked_conv_nhwc(x, kernel, strides, padding, rhs_dilation, chunk, precision):
+  return _plain_conv(x, kernel, strides, padding, rhs_dilation, precision)
+
+
+def _chunked_conv_nhwc_fwd(x, kernel, strides, padding, rhs_dilation, chunk, precision):
+  return _chunked_conv_nhwc(x, kernel, strides, padding, rhs_dilation, chunk, precision), (x, kernel)
+
+
+def _chunked_conv_nhwc_bwd(strides, padding, rhs_dilation, chunk, precision, residuals, dy):
+  x, kernel = residuals
+  conv = lambda x, kernel: _plain_conv(x, kernel, strides, padding, rhs_dilation, precision)
+  dx, = jax.linear_transpose(lambda x: conv(x, kernel), x)(dy)
+  dk = jnp.zeros(kernel.shape, jnp.float32)
+  for start in range(0, x.shape[0], chunk):  # independent convs: XLA runs them on both cores
+    part = slice(start, start + chunk)
+    dk_part, = jax.linear_transpose(lambda k: conv(x[part], k), kernel)(dy[part])
+    dk = dk + dk_part.astype(jnp.float32)
+  return dx.astype(x.dtype), dk.astype(kernel.dtype)
+
+
+_chunked_conv_nhwc.defvjp(_chunked_conv_nhwc_fwd, _chunked_conv_nhwc_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5, 6))

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.models import register
+from cnn_jax.models import layers, register
 
 # Table I of the paper: the S2 maps (rows) that each C3 map (columns) reads.
 _C3_TABLE = [
@@ -102,12 +102,14 @@ class LeNet5(nn.Module):
       return fn(y, (2, 2), (2, 2))
 
     x = x.astype(self.dtype)
-    x = act(nn.Conv(6, (5, 5), padding='VALID', dtype=self.dtype, name='C1')(x))
+    x = act(nn.Conv(6, (5, 5), padding='VALID', dtype=self.dtype, name='C1',
+                    conv_general_dilated=layers.conv_general_dilated)(x))
     x = act(pool(x, 'S2'))  if self.pooling == 'trainable' else pool(x, 'S2')
     if self.sparse_c3:
       x = SparseConv(tuple(map(tuple, _C3_TABLE)), in_features=6, name='C3')(x)
     else:
-      x = nn.Conv(16, (5, 5), padding='VALID', dtype=self.dtype, name='C3')(x)
+      x = nn.Conv(16, (5, 5), padding='VALID', dtype=self.dtype, name='C3',
+                  conv_general_dilated=layers.conv_general_dilated)(x)
     x = act(x)
     x = act(pool(x, 'S4')) if self.pooling == 'trainable' else pool(x, 'S4')
     # C5 is a 5x5 convolution over the 5x5 S4 maps, i.e. a dense layer over them; flattening keeps

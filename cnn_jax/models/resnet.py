@@ -109,7 +109,7 @@ def conv(features: int, kernel: int, stride: int = 1, *, name: str, dtype: Any,
   return nn.Conv(features, (kernel, kernel), (stride, stride), padding=kernel // 2,
                  feature_group_count=groups, use_bias=False, dtype=dtype,
                  kernel_init=layers.he_normal_fan_out, name=name,
-                 conv_general_dilated=layers.grouped_conv if groups > 1 else None)
+                 conv_general_dilated=layers.conv_general_dilated)
 
 
 def shortcut_option_a(x: jax.Array, features: int, stride: int) -> jax.Array:

@@ -80,7 +80,8 @@ class VGG(nn.Module):
       for kernel in kernels:
         index += 1
         x = nn.Conv(width, (kernel, kernel), padding=kernel // 2, dtype=self.dtype,
-                    kernel_init=layers.he_normal_fan_out, name=f'conv{index}')(x)
+                    kernel_init=layers.he_normal_fan_out, name=f'conv{index}',
+                    conv_general_dilated=layers.conv_general_dilated)(x)
         if self.batch_norm:
           x = layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size,
                                name=f'bn{index}')(x, train)

@@ -1,4 +1,5 @@
-"""layers.grouped_conv: the same values and gradients as lax's grouped convolution."""
+"""layers.conv_general_dilated: the same values and gradients as lax's convolution, computed the way
+XLA:CPU runs fast."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,13 +27,13 @@ def test_grouped_conv_matches_lax_values_and_gradients(groups, per_group_in, per
         x, w, (stride, stride), padding, rhs_dilation=(dilation, dilation),
         dimension_numbers=lax.conv_dimension_numbers(x.shape, w.shape, NHWC),
         feature_group_count=groups)))
-  ours = jax.jit(jax.value_and_grad(loss(layers.grouped_conv), argnums=(0, 1)))(x, w)
+  ours = jax.jit(jax.value_and_grad(loss(layers.conv_general_dilated), argnums=(0, 1)))(x, w)
   native = jax.jit(jax.value_and_grad(loss(lax.conv_general_dilated), argnums=(0, 1)))(x, w)
   for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(native)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
 
-def test_grouped_conv_avoids_the_batch_grouped_kernel_gradient_on_cpu():
+def test_grouped_kernel_gradient_avoids_the_batch_grouped_kernel_gradient_on_cpu():
   x = jnp.ones((2, 8, 8, 8))
   w = jnp.ones((3, 3, 2, 8))
   def kernel_gradient_hlo(conv):
@@ -41,5 +42,38 @@ def test_grouped_conv_avoids_the_batch_grouped_kernel_gradient_on_cpu():
         feature_group_count=4)))
     return jax.jit(grad).lower(w).as_text()
   assert 'batch_group_count = 4' in kernel_gradient_hlo(lax.conv_general_dilated)
-  ours = kernel_gradient_hlo(layers.grouped_conv)
+  ours = kernel_gradient_hlo(layers.conv_general_dilated)
   assert 'batch_group_count = 4' not in ours and ours.count('feature_group_count = 4') == 1
+
+
+@pytest.mark.parametrize('kernel,stride,padding,dilation', [
+    (3, 1, 'SAME', 1),                 # a ResNet's 3x3
+    (3, 2, ((1, 1), (1, 1)), 1),       # its strided first block
+    (1, 1, 'VALID', 1),                # a bottleneck's 1x1
+    (5, 1, 'VALID', 1),                # LeNet's C1
+    (3, 3, ((0, 1), (1, 0)), 2),       # dilated, asymmetric padding, stride leaving a remainder
+])
+def test_chunked_kernel_gradient_matches_lax(monkeypatch, kernel, stride, padding, dilation):
+  x = jax.random.normal(jax.random.PRNGKey(0), (6, 56, 56, 3))
+  w = jax.random.normal(jax.random.PRNGKey(1), (kernel, kernel, 3, 5))
+  # Chunks of 2 examples: the input is 37 KiB an example.
+  monkeypatch.setattr(layers, 'KERNEL_GRAD_CHUNK_BYTES', 2 * 56 * 56 * 3 * 4)
+  def loss(conv):
+    return lambda x, w: jnp.sum(jnp.sin(conv(
+        x, w, (stride, stride), padding, rhs_dilation=(dilation, dilation),
+        dimension_numbers=lax.conv_dimension_numbers(x.shape, w.shape, NHWC))))
+  grad = jax.value_and_grad(loss(layers.conv_general_dilated), argnums=(0, 1))
+  assert jax.jit(jax.grad(loss(layers.conv_general_dilated), argnums=1)).lower(
+      x, w).as_text().count('convolution(') == 1 + 3   # the forward conv and one per chunk
+  ours = jax.jit(grad)(x, w)
+  native = jax.jit(jax.value_and_grad(loss(lax.conv_general_dilated), argnums=(0, 1)))(x, w)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(native)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_kernel_gradient_chunks_follow_the_map_size():
+  chunk = lambda shape, pixels: layers.kernel_grad_chunk(shape, pixels)
+  assert chunk((128, 32, 32, 16), 32 * 32) == 16      # a CIFAR ResNet's first stage: 1 MiB chunks
+  assert chunk((128, 8, 8, 64), 8 * 8) is None         # small maps: the native gradient is as fast
+  assert chunk((16, 32, 32, 16), 32 * 32) is None      # the whole batch fits one chunk
+  assert chunk((8, 56, 56, 256), 56 * 56) == 2         # never fewer than 2 examples a chunk
