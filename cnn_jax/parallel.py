@@ -5,8 +5,9 @@ process builds its local slice of a batch and :func:`global_batch` assembles the
 """
 from __future__ import annotations
 
+import collections
 import os
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import jax
 import numpy as np
@@ -68,6 +69,21 @@ def global_batch(local: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Arra
   """Assembles per-process numpy slices into global arrays sharded over the data axis."""
   sharding = batch_sharded(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in local.items()}
+
+
+def device_batches(local_batches: Iterator[dict[str, np.ndarray]], mesh: Mesh,
+                   ahead: int = 2) -> Iterator[dict[str, jax.Array]]:
+  """Global batches from per-process ones, each made ``ahead`` batches before it is used.
+
+  Making a global array starts its host-to-device copies without waiting for them, so on an
+  accelerator the next batches' copies overlap the steps before them. On CPU it costs nothing
+  (``benchmarks/input_pipeline.py``).
+  """
+  queue = collections.deque()
+  for local in local_batches:
+    queue.append(global_batch(local, mesh))
+    if len(queue) > ahead:
+      yield queue.popleft()
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

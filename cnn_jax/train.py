@@ -474,8 +474,9 @@ def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manage
 
   train_step, eval_step = make_train_step(setup, config), make_eval_step(setup)
   plateau_step = make_plateau_step(setup) if setup.plateau else None
-  batches = pipeline.train_batches(config.data, seed=config.seed, layout=setup.layout,
-                                   start_step=step)
+  batches = parallel.device_batches(pipeline.train_batches(config.data, seed=config.seed,
+                                                           layout=setup.layout, start_step=step),
+                                    setup.mesh)
   eval_every = max(1, int(config.eval_every_epochs * setup.layout.steps_per_epoch))
   skipped = sum(int(r.get('skipped_steps', 0)) for r in reporter.kept if r['split'] == 'train')
   results: dict[str, dict] = {}
@@ -483,7 +484,7 @@ def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manage
   last_log_time, last_log_step = time.time(), step
   try:
     while step < setup.total_steps:
-      state, sums = train_step(state, sums, parallel.global_batch(next(batches), setup.mesh))
+      state, sums = train_step(state, sums, next(batches))
       step += 1
       final = step == setup.total_steps
       log_now = step % config.log_every_steps == 0 or final
