@@ -84,6 +84,7 @@ def device_batches(local_batches: Iterator[dict[str, np.ndarray]], mesh: Mesh,
     queue.append(global_batch(local, mesh))
     if len(queue) > ahead:
       yield queue.popleft()
+  yield from queue  # a finite iterator's last batches
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:
