@@ -59,7 +59,7 @@ class AlphaGoPolicy(nn.Module):
     x = x.astype(self.dtype)
     # Padding 2 around 19x19 is the paper's "zero pads the input into a 23x23 image".
     x = nn.relu(nn.Conv(self.filters, (5, 5), padding=2, dtype=self.dtype, name='conv1',
-                                conv_general_dilated=layers.conv_general_dilated)(x))
+                        conv_general_dilated=layers.conv_general_dilated)(x))
     for layer in range(2, self.num_layers):
       # Padding 1 is "zero pads the previous hidden layer into a 21x21 image".
       x = nn.Conv(self.filters, (3, 3), padding=1, dtype=self.dtype, name=f'conv{layer}',
