@@ -77,3 +77,26 @@ def test_kernel_gradient_chunks_follow_the_map_size():
   assert chunk((128, 8, 8, 64), 8 * 8) is None         # small maps: the native gradient is as fast
   assert chunk((16, 32, 32, 16), 32 * 32) is None      # the whole batch fits one chunk
   assert chunk((8, 56, 56, 256), 56 * 56) == 2         # never fewer than 2 examples a chunk
+
+
+@pytest.mark.parametrize('group_size', [None, 2])
+def test_batch_norm_normalises_each_group_and_updates_the_running_statistics(group_size):
+  x = 3.0 + 2.0 * jax.random.normal(jax.random.PRNGKey(0), (4, 5, 5, 3))
+  bn = layers.BatchNorm(group_size=group_size)
+  variables = bn.init(jax.random.PRNGKey(1), x, train=False)
+  params = {'scale': jnp.array([1.0, 2.0, 0.5]), 'bias': jnp.array([0.0, -1.0, 3.0])}
+  y, updated = bn.apply({'params': params, 'batch_stats': variables['batch_stats']}, x, train=True,
+                        mutable=['batch_stats'])
+  groups = np.asarray(x, np.float64).reshape(4 // (group_size or 4), -1, 5, 5, 3)
+  mean = groups.mean(axis=(1, 2, 3), keepdims=True)
+  var = groups.var(axis=(1, 2, 3), keepdims=True)
+  want = ((groups - mean) / np.sqrt(var + 1e-5)).reshape(x.shape) * params['scale'] + params['bias']
+  np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(updated['batch_stats']['mean'], 0.1 * mean.mean(axis=0).ravel(), rtol=1e-5)
+  np.testing.assert_allclose(updated['batch_stats']['var'], 0.9 + 0.1 * var.mean(axis=0).ravel(),
+                             rtol=1e-5)
+  stats = {'mean': jnp.array([1.0, 2.0, 3.0]), 'var': jnp.array([4.0, 1.0, 0.25])}
+  evaluated = bn.apply({'params': params, 'batch_stats': stats}, x, train=False)
+  np.testing.assert_allclose(evaluated, (np.asarray(x, np.float64) - stats['mean'])
+                             / np.sqrt(np.asarray(stats['var']) + 1e-5) * params['scale']
+                             + params['bias'], rtol=1e-5, atol=1e-5)
