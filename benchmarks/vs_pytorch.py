@@ -44,10 +44,10 @@ def cores() -> int:
 # The cnn_jax side: the project's own train step (train.build, init_state, make_train_step)
 
 
-def jax_worker(case: str, steps: int) -> dict:
-  started = time.perf_counter()
+def jax_step(case: str):
+  """The project's train step for ``case`` with its initial state, zero sums and a fixed random
+  batch already on the devices: (step, state, sums, images)."""
   sys.path.insert(0, REPO)
-  import jax
   import numpy as np
   from configs import default
   from cnn_jax import parallel, train
@@ -69,8 +69,14 @@ def jax_worker(case: str, steps: int) -> dict:
   rng = np.random.default_rng(0)
   local = {'image': rng.standard_normal((batch, size, size, 3), np.float32),
            'label': rng.integers(0, classes, batch).astype(np.int32)}
-  step = train.make_train_step(setup, config)
-  images = parallel.global_batch(local, setup.mesh)
+  return train.make_train_step(setup, config), state, sums, parallel.global_batch(local, setup.mesh)
+
+
+def jax_worker(case: str, steps: int) -> dict:
+  started = time.perf_counter()
+  import jax
+  step, state, sums, images = jax_step(case)
+  batch = CASES[case][2]
   imported = time.perf_counter()
   state, sums = step(state, sums, images)
   jax.block_until_ready(state)
