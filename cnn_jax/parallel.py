@@ -6,6 +6,7 @@ process builds its local slice of a batch and :func:`global_batch` assembles the
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import os
 from typing import Any, Iterator, Optional
 
@@ -85,6 +86,22 @@ def device_batches(local_batches: Iterator[dict[str, np.ndarray]], mesh: Mesh,
     if len(queue) > ahead:
       yield queue.popleft()
   yield from queue  # a finite iterator's last batches
+
+
+def started(items: Iterator) -> Iterator:
+  """``items``, whose first item is made in a background thread from this call on: a run's
+  first batches are read while its initial state is made."""
+  worker = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='cnn_jax-first-item')
+  first = worker.submit(next, items, StopIteration)
+  worker.shutdown(wait=False)  # the thread ends with its one task
+
+  def rest() -> Iterator:
+    item = first.result()  # the worker's exception, if any, is raised here
+    if item is StopIteration:
+      return
+    yield item
+    yield from items
+  return rest()
 
 
 def replicate(tree: Any, mesh: Mesh) -> Any:

@@ -26,7 +26,7 @@ from jax.experimental import multihost_utils
 from jax.experimental.compilation_cache import compilation_cache
 
 from cnn_jax import ConfigError, RunError, checkpoint, models, optim, parallel, reporting
-from cnn_jax import op_by_op, run_files
+from cnn_jax import executables, op_by_op, run_files
 from cnn_jax import workdir as workdir_lib
 from cnn_jax.data import pipeline
 
@@ -443,18 +443,35 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       lock.release()
 
 
+def make_steps(setup: Setup, config: ml_collections.ConfigDict) -> tuple[Callable, ...]:
+  """The train, eval and (with plateau) plateau steps, as :class:`executables.CachedStep`: a
+  warm start reads their executables in the background from here on."""
+  cache = executables.directory(jax.config.jax_compilation_cache_dir)
+  # with the config and the mesh, everything a Setup is built from
+  facts = (setup.model, setup.info, setup.local_batch, setup.layout.steps_per_epoch,
+           setup.total_steps)
+  steps = {'train_step': make_train_step(setup, config), 'eval_step': make_eval_step(setup),
+           'plateau_step': make_plateau_step(setup) if setup.plateau else None}
+  return tuple(step and executables.CachedStep(
+      step, executables.step_key(name, config, setup.mesh, *facts), cache)
+      for name, step in steps.items())
+
+
 def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manager,
            changes: list[str], lock: Optional[workdir_lib.Lock], signals: StopSignals) -> dict:
+  train_step, eval_step, plateau_step = make_steps(setup, config)
   sums = parallel.replicate(zero_train_sums(), setup.mesh)
   # Restored into shapes alone: a resumed run does not initialise what it is about to overwrite,
   # and a fresh run does not trace the model for a target it does not need.
   restored = checkpoint.restore_latest(manager, workdir, abstract_state(setup, config.seed),
                                        sums) if manager.all_steps() else None
-  if restored is not None:
-    state, sums = restored
-  else:
-    state = init_state(setup, config.seed)
-  step = int(state.step)
+  step = int(restored[0].step) if restored is not None else 0
+  batches = parallel.device_batches(pipeline.train_batches(config.data, seed=config.seed,
+                                                           layout=setup.layout, start_step=step),
+                                    setup.mesh)
+  if step < setup.total_steps:  # its first batches are read while the state is made
+    batches = parallel.started(batches)
+  state, sums = restored if restored is not None else (init_state(setup, config.seed), sums)
   if jax.process_index() == 0:
     workdir_lib.save_config(config, workdir, step, changes)
   reporter = reporting.Reporter(workdir, setup.total_steps, setup.layout.steps_per_epoch,
@@ -472,11 +489,6 @@ def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manage
                config.model.name, setup.total_steps, setup.layout.steps_per_epoch, config.batch_size,
                setup.mesh.devices.size)
 
-  train_step, eval_step = make_train_step(setup, config), make_eval_step(setup)
-  plateau_step = make_plateau_step(setup) if setup.plateau else None
-  batches = parallel.device_batches(pipeline.train_batches(config.data, seed=config.seed,
-                                                           layout=setup.layout, start_step=step),
-                                    setup.mesh)
   eval_every = max(1, int(config.eval_every_epochs * setup.layout.steps_per_epoch))
   skipped = sum(int(r.get('skipped_steps', 0)) for r in reporter.kept if r['split'] == 'train')
   results: dict[str, dict] = {}

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from cnn_jax import ConfigError, train
+from cnn_jax import ConfigError, executables, train
 from cnn_jax.data import pipeline
 from tests.conftest import run_main, small_config
 
@@ -208,20 +208,30 @@ def test_validation_split_is_evaluated_apart_and_drives_the_plateau_schedule(dat
 
 
 def test_a_second_start_loads_its_steps_from_the_compilation_cache(data_dir, tmp_path, caplog,
-                                                                   compilation_cache):
-  """``config.compilation_cache_dir``: a new workdir of the same config compiles nothing the
-  first start compiled; '' turns the cache off, and a directory that cannot be one is a one-line
-  ConfigError naming the fix."""
+                                                                   compilation_cache, monkeypatch):
+  """``config.compilation_cache_dir``: a new workdir of the same config reads the first start's
+  train and eval executables and neither traces nor compiles them; '' turns the cache off, and a
+  directory that cannot be one is a one-line ConfigError naming the fix."""
   config = small_config(data_dir, num_train_steps=2, log_every_steps=1, batch_size=16,
-                        data__eval_split='test[:16]', compilation_cache_dir=str(tmp_path / 'cache'))
+                        data__eval_split='test[:16]', compilation_cache_dir=str(tmp_path / 'cache'),
+                        seed=1)
   try:
     train.train_and_evaluate(config, str(tmp_path / 'first'))
+    executables.wait()
     written = os.listdir(tmp_path / 'cache')
     assert any(name.startswith('jit_train_step-') for name in written), written
+    stored = os.listdir(tmp_path / 'cache' / executables.SUBDIRECTORY)
+    assert {name.split('-')[0] for name in stored} == {'train_step', 'eval_step'}, stored
+    loaded = []
+    load = executables._load
+    monkeypatch.setattr(executables, '_load', lambda path: loaded.append(path) or load(path))
+    config.seed = 2  # the seed reaches no program: its steps are the first start's
     with caplog.at_level(logging.DEBUG, logger='jax._src.compiler'):
-      train.train_and_evaluate(config, str(tmp_path / 'second'))
-    hits = [r.getMessage() for r in caplog.records if 'cache hit' in r.getMessage()]
-    assert any("'jit_train_step'" in m for m in hits) and any("'jit_eval_step'" in m for m in hits)
+      first_again = train.train_and_evaluate(config, str(tmp_path / 'second'))
+    assert sorted(os.path.basename(p).split('-')[0] for p in loaded) == ['eval_step', 'train_step']
+    compiled = [r.getMessage() for r in caplog.records if 'train_step' in r.getMessage()]
+    assert not compiled, compiled
+    assert first_again['num_examples'] == 16
     config.compilation_cache_dir = ''
     assert train.use_compilation_cache(config) is None
     assert jax.config.jax_compilation_cache_dir is None
