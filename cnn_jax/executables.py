@@ -9,8 +9,11 @@ executable in a background thread while the initial state is made, and checks it
 arguments of the first call before using it; anything that does not match is compiled as usual.
 
 The executables live in ``steps/`` of the compilation cache directory (one file per step and key,
-unbounded like JAX's own entries). Single-process runs only: a multi-process program's executable
-is compiled in every process, through JAX's cache.
+unbounded like JAX's own entries), instead of JAX's entries for the same steps: an executable that
+JAX's cache deserialised serialises without its kernels (jaxlib 0.10.2: "Function ..._kernel not
+found" when it runs), so the steps stored here are compiled afresh and kept out of JAX's cache.
+Single-process runs only: a multi-process program's executable is compiled in every process,
+through JAX's cache.
 """
 from __future__ import annotations
 
@@ -132,6 +135,24 @@ def _matches(compiled, args: tuple) -> bool:
 _WORKER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='cnn_jax-executables')
 
 
+_JAX_CACHE_HIT = '/jax/compilation_cache/cache_hits'
+_jax_cache_hits = [0]
+jax.monitoring.register_event_listener(
+    lambda event, **_: _jax_cache_hits.__setitem__(0, _jax_cache_hits[0] + (event == _JAX_CACHE_HIT)))
+
+
+def _compile_outside_jax_cache(jitted: Callable, args: tuple):
+  """``jitted`` compiled for ``args``, not written to JAX's cache; and whether it was read
+  from there (an entry written before: such an executable must not be stored)."""
+  hits, minimum = _jax_cache_hits[0], jax.config.jax_persistent_cache_min_compile_time_secs
+  jax.config.update('jax_persistent_cache_min_compile_time_secs', float('inf'))
+  try:
+    compiled = jitted.lower(*args).compile()
+  finally:
+    jax.config.update('jax_persistent_cache_min_compile_time_secs', minimum)
+  return compiled, _jax_cache_hits[0] > hits
+
+
 def wait() -> None:
   """Returns once the reads and writes started so far are done."""
   _WORKER.submit(lambda: None).result()
@@ -175,8 +196,9 @@ class CachedStep:
         logging.info('%s: compiled for other arguments; compiling again', self._path)
       except Exception as e:  # noqa: BLE001 (a damaged or foreign file is compiled over)
         logging.warning('cannot read the cached executable %s (%s); compiling', self._path, e)
-    compiled = self._jitted.lower(*args).compile()
-    _WORKER.submit(self._write, compiled)
+    compiled, from_jax_cache = _compile_outside_jax_cache(self._jitted, args)
+    if not from_jax_cache:
+      _WORKER.submit(self._write, compiled)
     return compiled
 
   def _write(self, compiled) -> None:
