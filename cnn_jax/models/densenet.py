@@ -91,13 +91,10 @@ def block_sizes(depth: int, stem: str, bottleneck: bool) -> tuple[int, ...]:
     return IMAGENET_BLOCKS[depth]
   # L counts the first conv, the layers' convs (2 per BC layer), the two transitions and the fc.
   per_block = 6 if bottleneck else 3
-  if not isinstance(depth, int) or depth < per_block + 4 or (depth - 4) % per_block:
-    n = max(1, round((depth - 4) / per_block)) if isinstance(depth, (int, float)) else 1
-    kind = 'DenseNet-BC (bottleneck)' if bottleneck else 'DenseNet without bottlenecks'
-    raise ConfigError(f'a CIFAR {kind} has depth L = {per_block}n+4 (three blocks of n layers): '
-                      f'{depth!r} is not. Nearest valid depths: {per_block * n + 4} and '
-                      f'{per_block * (n + 1) + 4} (e.g. BC: 100, 190, 250; plain: 40, 100).')
-  n = (depth - 4) // per_block
+  kind = 'DenseNet-BC (bottleneck)' if bottleneck else 'DenseNet without bottlenecks'
+  n = layers.units_for_depth(depth, per_unit=per_block, fixed=4, net=f'a CIFAR {kind}',
+                             counted='three blocks of n layers',
+                             examples='100, 190, 250' if bottleneck else '40, 100')
   return (n, n, n)
 
 

@@ -9,6 +9,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from cnn_jax import ConfigError
+
 Dtype = Any
 
 # He et al. 2015 ("Delving deep into rectifiers"): N(0, 2/fan_out) for convolutions, as the ResNet
@@ -270,3 +272,16 @@ class LocalResponseNorm(nn.Module):
     summed = jax.lax.reduce_window(squares, 0.0, jax.lax.add, window, (1,) * squares.ndim, padding)
     y = x32 / (self.k + self.alpha * summed.reshape(x.shape)) ** self.beta
     return y.astype(x.dtype)
+
+
+def units_for_depth(depth: Any, *, per_unit: int, fixed: int, net: str, counted: str,
+                    examples: str) -> int:
+  """n for a net whose depth is ``per_unit * n + fixed`` (n >= 1, three equal stages), or a
+  :class:`ConfigError` that states the rule and the two valid depths nearest to ``depth``."""
+  if (not isinstance(depth, int) or isinstance(depth, bool) or depth < per_unit + fixed
+      or (depth - fixed) % per_unit):
+    n = max(1, int((depth - fixed) // per_unit)) if isinstance(depth, (int, float)) else 1
+    raise ConfigError(f'the depth of {net} must be {per_unit}n+{fixed} ({counted}): {depth!r} is '
+                      f'not. Nearest valid depths: {per_unit * n + fixed} and '
+                      f'{per_unit * (n + 1) + fixed} (e.g. {examples}).')
+  return (depth - fixed) // per_unit

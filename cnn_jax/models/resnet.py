@@ -89,14 +89,12 @@ def stage_layout(family: str, depth: int, stem: str, block: Optional[str]) -> tu
                         f'block={block!r}); basic: depths 18, 34; bottleneck: 50, 101, 152, 200.')
     return table_block, stage_sizes
   block = block or 'bottleneck'
-  per_stage = 3 * WEIGHT_LAYERS_PER_BLOCK[block]
-  if not isinstance(depth, int) or depth < per_stage + 2 or (depth - 2) % per_stage:
-    n = max(1, round((depth - 2) / per_stage)) if isinstance(depth, (int, float)) else 1
-    raise ConfigError(
-        f'a CIFAR {family} of {block} blocks has depth {per_stage}n+2 (three stages of n blocks of '
-        f'{WEIGHT_LAYERS_PER_BLOCK[block]} weight layers, plus the first conv and the classifier): '
-        f'{depth!r} is not. Nearest valid depths: {per_stage * n + 2} and {per_stage * (n + 1) + 2}.')
-  n = (depth - 2) // per_stage
+  per_block = WEIGHT_LAYERS_PER_BLOCK[block]
+  n = layers.units_for_depth(depth, per_unit=3 * per_block, fixed=2,
+                             net=f'a CIFAR {family} of {block} blocks',
+                             counted=f'three stages of n blocks of {per_block} weight layers, plus '
+                                     'the first conv and the classifier',
+                             examples='29, 164, 1001' if block == 'bottleneck' else '20, 56, 110')
   return block, (n, n, n)
 
 
@@ -211,12 +209,9 @@ class CifarResNet(nn.Module):
   bn_group_size: Optional[int] = None
 
   def __post_init__(self):
-    if self.depth < 8 or (self.depth - 2) % 6:
-      n = max(1, round((self.depth - 2) / 6))
-      raise ConfigError(
-          f'CIFAR ResNet depth must be 6n+2 (three stages of n two-layer blocks, plus the first conv '
-          f'and the classifier): {self.depth} is not. Nearest valid depths: {6 * n + 2} and '
-          f'{6 * (n + 1) + 2} (e.g. 20, 32, 44, 56, 110, 1202).')
+    layers.units_for_depth(self.depth, per_unit=6, fixed=2, net='a CIFAR ResNet',
+                           counted='three stages of n two-layer blocks, plus the first conv and '
+                                   'the classifier', examples='20, 32, 44, 56, 110, 1202')
     check_survival_prob(self.survival_prob_last, self.residual)
     super().__post_init__()
 

@@ -19,8 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax import ConfigError
-from cnn_jax.models import register, resnet
+from cnn_jax.models import layers, register, resnet
 from cnn_jax.models.preact_resnet import preact_trunk
 from cnn_jax.models.resnet import conv
 
@@ -38,12 +37,10 @@ class WideResNet(nn.Module):
   bn_group_size: Optional[int] = None
 
   def __post_init__(self):
-    if not isinstance(self.depth, int) or self.depth < 10 or (self.depth - 4) % 6:
-      n = max(1, round((self.depth - 4) / 6)) if isinstance(self.depth, (int, float)) else 1
-      raise ConfigError(
-          f'Wide ResNet depth d must be 6n+4 (three stages of n two-conv units, the first conv, the '
-          f'classifier and two projection shortcuts): {self.depth!r} is not. Nearest valid depths: '
-          f'{6 * n + 4} and {6 * (n + 1) + 4} (e.g. 16, 22, 28, 40).')
+    layers.units_for_depth(self.depth, per_unit=6, fixed=4, net='a Wide ResNet',
+                           counted='three stages of n two-conv units, the first conv, the '
+                                   'classifier and two projection shortcuts',
+                           examples='16, 22, 28, 40')
     resnet.check_positive_int('Wide ResNet widen_factor k', self.widen_factor)
     resnet.check_positive_int('num_classes', self.num_classes)
     resnet.check_dropout_rate(self.dropout_rate)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from jax import lax
 
+from cnn_jax import ConfigError
 from cnn_jax.models import layers
 
 NHWC = ('NHWC', 'HWIO', 'NHWC')
@@ -100,3 +101,12 @@ def test_batch_norm_normalises_each_group_and_updates_the_running_statistics(gro
   np.testing.assert_allclose(evaluated, (np.asarray(x, np.float64) - stats['mean'])
                              / np.sqrt(np.asarray(stats['var']) + 1e-5) * params['scale']
                              + params['bias'], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('depth, nearest', [(21, '20 and 26'), (30, '26 and 32'), (7, '8 and 14'),
+                                            ('x', '8 and 14')])
+def test_a_depth_off_the_rule_names_the_two_nearest_valid_depths(depth, nearest):
+  assert layers.units_for_depth(110, per_unit=6, fixed=2, net='a net', counted='c',
+                                examples='e') == 18
+  with pytest.raises(ConfigError, match=f'must be 6n\\+2 .*Nearest valid depths: {nearest} '):
+    layers.units_for_depth(depth, per_unit=6, fixed=2, net='a net', counted='c', examples='e')
