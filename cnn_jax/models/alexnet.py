@@ -108,8 +108,7 @@ class AlexNet(nn.Module):
     if self.weight_init not in _INITS:
       raise ConfigError(f'AlexNet weight_init {self.weight_init!r} is unknown; '
                         f'use one of {", ".join(_INITS)}.')
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ConfigError(f'AlexNet dropout_rate must be in [0, 1), got {self.dropout_rate}.')
+    layers.check_dropout_rate(self.dropout_rate, 'AlexNet dropout_rate')
     super().__post_init__()
 
   def _inits(self, layer: str) -> dict[str, Any]:

@@ -81,7 +81,7 @@ class Transition(nn.Module):
 
 def block_sizes(depth: int, stem: str, bottleneck: bool) -> tuple[int, ...]:
   """Layers per dense block, or a :class:`ConfigError` naming the depth rule."""
-  resnet.check_choice('DenseNet stem', stem, resnet.STEMS)
+  layers.check_choice('DenseNet stem', stem, resnet.STEMS)
   if stem == 'imagenet':
     if depth not in IMAGENET_BLOCKS:
       raise ConfigError(f'ImageNet DenseNet depth {depth!r} has no layout; valid depths: '
@@ -112,12 +112,12 @@ class DenseNet(nn.Module):
 
   def __post_init__(self):
     block_sizes(self.depth, self.stem, self.bottleneck)
-    resnet.check_positive_int('DenseNet growth_rate k', self.growth_rate)
-    resnet.check_positive_int('num_classes', self.num_classes)
+    layers.check_positive_int('DenseNet growth_rate k', self.growth_rate)
+    layers.check_positive_int('num_classes', self.num_classes)
     if not 0.0 < self.compression <= 1.0:
       raise ConfigError(f'DenseNet compression (theta, the fraction of maps a transition keeps) must '
                         f'be in (0, 1], 0.5 for DenseNet-C and 1 without; got {self.compression}.')
-    resnet.check_dropout_rate(self.dropout_rate)
+    layers.check_dropout_rate(self.dropout_rate)
     super().__post_init__()
 
   @nn.compact

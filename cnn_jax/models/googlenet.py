@@ -115,8 +115,7 @@ class GoogLeNet(nn.Module):
 
   def __post_init__(self):
     for field in ('dropout_rate', 'aux_dropout_rate'):
-      if not 0.0 <= getattr(self, field) < 1.0:
-        raise ConfigError(f'GoogLeNet {field} must be in [0, 1), got {getattr(self, field)}.')
+      layers.check_dropout_rate(getattr(self, field), f'GoogLeNet {field}')
     super().__post_init__()
 
   @nn.compact

@@ -237,8 +237,7 @@ class StochasticDepth(nn.Module):
 
 def survival_probs(num_blocks: int, last: float) -> list[float]:
   """The linear decay rule p_l = 1 - (l / L) (1 - p_L) for blocks l = 1..L."""
-  if not 0.0 < last <= 1.0:
-    raise ValueError(f'stochastic depth survival probability must be in (0, 1], got {last}')
+  check_survival_prob(last)
   return [1.0 - (l / num_blocks) * (1.0 - last) for l in range(1, num_blocks + 1)]
 
 
@@ -285,3 +284,31 @@ def units_for_depth(depth: Any, *, per_unit: int, fixed: int, net: str, counted:
                       f'not. Nearest valid depths: {per_unit * n + fixed} and '
                       f'{per_unit * (n + 1) + fixed} (e.g. {examples}).')
   return (depth - fixed) // per_unit
+
+
+# ----------------------------------------------------------------------------- validation helpers
+
+
+def check_choice(what: str, value: Any, valid: Sequence[Any]) -> None:
+  if value not in valid:
+    raise ConfigError(f'{what} must be one of {", ".join(map(repr, valid))}; got {value!r}.')
+
+
+def check_positive_int(what: str, value: Any) -> None:
+  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+    raise ConfigError(f'{what} must be a positive integer; got {value!r}.')
+
+
+def check_survival_prob(last: float, residual: bool = True) -> None:
+  """Stochastic depth needs a residual branch to drop and a probability in (0, 1]."""
+  if not 0.0 < last <= 1.0:
+    raise ConfigError(f'survival_prob_last (stochastic depth, probability that the last block '
+                      f'survives) must be in (0, 1], 1 disabling it; got {last}.')
+  if last < 1.0 and not residual:
+    raise ConfigError('stochastic depth drops residual branches; a plain net (residual=False) has '
+                      'none: use survival_prob_last=1.0 or residual=True.')
+
+
+def check_dropout_rate(rate: float, what: str = 'dropout_rate') -> None:
+  if not 0.0 <= rate < 1.0:
+    raise ConfigError(f'{what} must be in [0, 1); got {rate}.')

@@ -119,12 +119,12 @@ class PreActResNet(nn.Module):
 
   def __post_init__(self):
     resnet.stage_layout('pre-activation ResNet', self.depth, self.stem, self.block)
-    resnet.check_choice('shortcut option', self.shortcut, resnet.SHORTCUTS)
-    resnet.check_positive_int('num_classes', self.num_classes)
+    layers.check_choice('shortcut option', self.shortcut, resnet.SHORTCUTS)
+    layers.check_positive_int('num_classes', self.num_classes)
     if self.base_width is not None:
-      resnet.check_positive_int('base_width', self.base_width)
-    resnet.check_dropout_rate(self.dropout_rate)
-    resnet.check_survival_prob(self.survival_prob_last)
+      layers.check_positive_int('base_width', self.base_width)
+    layers.check_dropout_rate(self.dropout_rate)
+    layers.check_survival_prob(self.survival_prob_last)
     super().__post_init__()
 
   @nn.compact

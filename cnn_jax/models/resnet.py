@@ -41,34 +41,6 @@ STEMS = ('imagenet', 'cifar')
 SHORTCUTS = ('A', 'B', 'C')
 
 
-# ----------------------------------------------------------------------------- validation helpers
-
-
-def check_choice(what: str, value: Any, valid: Sequence[Any]) -> None:
-  if value not in valid:
-    raise ConfigError(f'{what} must be one of {", ".join(map(repr, valid))}; got {value!r}.')
-
-
-def check_positive_int(what: str, value: Any) -> None:
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-    raise ConfigError(f'{what} must be a positive integer; got {value!r}.')
-
-
-def check_survival_prob(last: float, residual: bool = True) -> None:
-  """Stochastic depth needs a residual branch to drop and a probability in (0, 1]."""
-  if not 0.0 < last <= 1.0:
-    raise ConfigError(f'survival_prob_last (stochastic depth, probability that the last block '
-                      f'survives) must be in (0, 1], 1 disabling it; got {last}.')
-  if last < 1.0 and not residual:
-    raise ConfigError('stochastic depth drops residual branches; a plain net (residual=False) has '
-                      'none: use survival_prob_last=1.0 or residual=True.')
-
-
-def check_dropout_rate(rate: float) -> None:
-  if not 0.0 <= rate < 1.0:
-    raise ConfigError(f'dropout_rate must be in [0, 1); got {rate}.')
-
-
 def stage_layout(family: str, depth: int, stem: str, block: Optional[str]) -> tuple[str, tuple[int, ...]]:
   """The block type and blocks per stage of a residual net, or a :class:`ConfigError`.
 
@@ -76,9 +48,9 @@ def stage_layout(family: str, depth: int, stem: str, block: Optional[str]) -> tu
   6n+2 (basic blocks, two weight layers each) or 9n+2 (bottlenecks, three), counting the first
   conv and the classifier. A CIFAR net defaults to bottlenecks (ResNeXt-29, pre-act ResNet-164).
   """
-  check_choice(f'{family} stem', stem, STEMS)
+  layers.check_choice(f'{family} stem', stem, STEMS)
   if block is not None:
-    check_choice(f'{family} block', block, tuple(WEIGHT_LAYERS_PER_BLOCK))
+    layers.check_choice(f'{family} block', block, tuple(WEIGHT_LAYERS_PER_BLOCK))
   if stem == 'imagenet':
     if depth not in IMAGENET_LAYOUTS:
       raise ConfigError(f'{family} depth {depth!r} has no ImageNet layout; valid depths: '
@@ -212,7 +184,7 @@ class CifarResNet(nn.Module):
     layers.units_for_depth(self.depth, per_unit=6, fixed=2, net='a CIFAR ResNet',
                            counted='three stages of n two-layer blocks, plus the first conv and '
                                    'the classifier', examples='20, 32, 44, 56, 110, 1202')
-    check_survival_prob(self.survival_prob_last, self.residual)
+    layers.check_survival_prob(self.survival_prob_last, self.residual)
     super().__post_init__()
 
   @nn.compact
@@ -252,9 +224,9 @@ class ResNet(nn.Module):
 
   def __post_init__(self):
     block, _ = stage_layout('ResNet', self.depth, self.stem, self.block)
-    check_choice('shortcut option', self.shortcut, SHORTCUTS)
+    layers.check_choice('shortcut option', self.shortcut, SHORTCUTS)
     for what in ('base_width', 'groups', 'width_per_group', 'num_classes'):
-      check_positive_int(what, getattr(self, what))
+      layers.check_positive_int(what, getattr(self, what))
     if block == 'basic' and (self.groups, self.width_per_group) != (1, 64):
       raise ConfigError(f'groups and width_per_group widen the 3x3 of a bottleneck; a basic-block '
                         f'ResNet (depth {self.depth}) needs groups=1 and width_per_group=64, got '
@@ -263,7 +235,7 @@ class ResNet(nn.Module):
       raise ConfigError(f'a bottleneck\'s 3x3 has int(planes * width_per_group / 64) channels per '
                         f'group; base_width * width_per_group must be at least 64 for stage 1 to '
                         f'have any, got {self.base_width} * {self.width_per_group}.')
-    check_survival_prob(self.survival_prob_last, self.residual)
+    layers.check_survival_prob(self.survival_prob_last, self.residual)
     super().__post_init__()
 
   @nn.compact

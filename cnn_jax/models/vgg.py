@@ -65,8 +65,7 @@ class VGG(nn.Module):
       raise ConfigError('VGG bn_group_size needs batch_norm=True (use a vgg*_bn model).')
     if self.bn_group_size is not None and self.bn_group_size < 1:
       raise ConfigError(f'VGG bn_group_size must be a positive batch size, got {self.bn_group_size}.')
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ConfigError(f'VGG dropout_rate must be in [0, 1), got {self.dropout_rate}.')
+    layers.check_dropout_rate(self.dropout_rate, 'VGG dropout_rate')
     super().__post_init__()
 
   @nn.compact

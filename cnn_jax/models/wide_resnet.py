@@ -41,10 +41,10 @@ class WideResNet(nn.Module):
                            counted='three stages of n two-conv units, the first conv, the '
                                    'classifier and two projection shortcuts',
                            examples='16, 22, 28, 40')
-    resnet.check_positive_int('Wide ResNet widen_factor k', self.widen_factor)
-    resnet.check_positive_int('num_classes', self.num_classes)
-    resnet.check_dropout_rate(self.dropout_rate)
-    resnet.check_survival_prob(self.survival_prob_last)
+    layers.check_positive_int('Wide ResNet widen_factor k', self.widen_factor)
+    layers.check_positive_int('num_classes', self.num_classes)
+    layers.check_dropout_rate(self.dropout_rate)
+    layers.check_survival_prob(self.survival_prob_last)
     super().__post_init__()
 
   @nn.compact

@@ -110,3 +110,11 @@ def test_a_depth_off_the_rule_names_the_two_nearest_valid_depths(depth, nearest)
                                 examples='e') == 18
   with pytest.raises(ConfigError, match=f'must be 6n\\+2 .*Nearest valid depths: {nearest} '):
     layers.units_for_depth(depth, per_unit=6, fixed=2, net='a net', counted='c', examples='e')
+
+
+def test_the_shared_argument_checks_raise_one_config_error_type():
+  with pytest.raises(ConfigError, match=r'must be in \(0, 1\]'):
+    layers.survival_probs(3, 0.0)  # the stochastic-depth rule, also checked by every family
+  with pytest.raises(ConfigError, match=r'VGG dropout_rate must be in \[0, 1\); got 1.0'):
+    layers.check_dropout_rate(1.0, 'VGG dropout_rate')
+  assert layers.survival_probs(2, 0.5) == [0.75, 0.5]
