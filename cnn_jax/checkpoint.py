@@ -14,6 +14,7 @@ temporary directory and renames it when complete, so a save cut short leaves the
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import sys
@@ -64,6 +65,9 @@ def make_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.Checkpo
     raise RunError(f'cannot open {directory(workdir)}: {cause(e)}') from None
 
 
+_DISK_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO)
+
+
 def cause(error: BaseException) -> str:
   """The root of an exception chain in a few words: an OSError's text and file where there is
   one (orbax and TensorStore wrap them several times), else the first line of the last message."""
@@ -75,10 +79,14 @@ def cause(error: BaseException) -> str:
   for e in chain:
     if isinstance(e, OSError) and e.strerror:
       return f'{e.strerror} ({e.filename})' if e.filename else e.strerror
-  for e in chain:  # TensorStore's text: '...: Failed to write N bytes to file 16: No space left
-    found = re.search(r': ([^:"]+) \[os_error_code=', str(e))  # on device [os_error_code='28']'
+  for e in chain:  # TensorStore's text: '...: No space left on device [os_error_code=28]', often
+    found = re.search(r"os_error_code='?(\d+)", str(e))  # behind a long quoted path
     if found:
-      return found.group(1).strip()
+      return os.strerror(int(found.group(1)))
+  for e in chain:  # or the system's text alone
+    found = next((os.strerror(c) for c in _DISK_ERRORS if os.strerror(c) in str(e)), None)
+    if found:
+      return found
   text = str(chain[-1]).strip().splitlines()
   first = text[0] if text else type(chain[-1]).__name__
   return first if len(first) <= 200 else first[:197] + '...'

@@ -278,6 +278,22 @@ def test_a_full_disk_stops_the_run_at_once_in_one_line(data_dir, small_disk):
   assert state is not None and int(state.step) >= 10
 
 
+@pytest.mark.parametrize('text', [
+    # TensorStore's error behind a quoted path whose ':' and '"' hide the usual pattern
+    'RESOURCE_EXHAUSTED: Error writing "state.rng/.zarray" in OCDBT database at local file '
+    '"/tmp/d:1/checkpoints": Failed to write 8 bytes: No space left on device [os_error_code=28]',
+    'RESOURCE_EXHAUSTED: Error writing "a" in "/x:y": No space left on device',
+])
+def test_a_full_disk_is_named_in_any_wrapping(text):
+  try:
+    try:
+      raise RuntimeError(text)
+    except RuntimeError as inner:
+      raise ValueError('orbax: saving failed') from inner
+  except ValueError as outer:
+    assert checkpoint.cause(outer) == 'No space left on device'
+
+
 def _write_lock(path, **fields):
   record = {'host': socket.gethostname(), 'pid': os.getpid(), 'token': 'x',
             'heartbeat': time.time(), **fields}
