@@ -27,43 +27,11 @@ from typing import Any, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from cnn_jax import ConfigError
 from cnn_jax.models import layers, register
 
 _INITS = ('gaussian_unit_bias', 'gaussian', 'lecun')
-
-
-def _pool_matrix(size_in: int, size_out: int) -> np.ndarray:
-  """Row i averages inputs [floor(i*in/out), ceil((i+1)*in/out)), PyTorch's adaptive pooling bins."""
-  matrix = np.zeros((size_out, size_in), np.float32)
-  for i in range(size_out):
-    start = (i * size_in) // size_out
-    end = -(-((i + 1) * size_in) // size_out)
-    matrix[i, start:end] = 1.0 / (end - start)
-  return matrix
-
-
-class AdaptiveAvgPool(nn.Module):
-  """Average pooling to a fixed ``output_size`` from any input size (``torch.nn.AdaptiveAvgPool2d``).
-
-  The bins of PyTorch may overlap and differ in size, so the pool is two small averaging matrices
-  (one per spatial axis) applied with an einsum; an input smaller than the output repeats values.
-  """
-  output_size: tuple[int, int]
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    height, width = x.shape[1:3]
-    if (height, width) == tuple(self.output_size):
-      return x
-    if not height or not width:
-      raise ConfigError(f'the feature map reaching the {self.output_size[0]}x{self.output_size[1]} '
-                        f'adaptive pool is empty ({height}x{width}); use a larger input size.')
-    rows = jnp.asarray(_pool_matrix(height, self.output_size[0]), x.dtype)
-    cols = jnp.asarray(_pool_matrix(width, self.output_size[1]), x.dtype)
-    return jnp.einsum('ph,qw,nhwc->npqc', rows, cols, x)
 
 
 def max_pool_checked(x: jax.Array, window: int, stride: int, padding: int, model: str) -> jax.Array:
@@ -144,7 +112,7 @@ class AlexNet(nn.Module):
         if normalise and self.lrn_after_pool:
           x = normalise(x)
     x = max_pool_checked(x, 3, 2, 0, name)
-    x = AdaptiveAvgPool((self.pooled_size, self.pooled_size), name='avgpool')(x)
+    x = layers.AdaptiveAvgPool((self.pooled_size, self.pooled_size), name='avgpool')(x)
     x = x.reshape(x.shape[0], -1)
 
     for layer in ('fc6', 'fc7'):

@@ -7,6 +7,7 @@ from typing import Any, Optional, Sequence, Union
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from cnn_jax import ConfigError
@@ -312,3 +313,34 @@ def check_survival_prob(last: float, residual: bool = True) -> None:
 def check_dropout_rate(rate: float, what: str = 'dropout_rate') -> None:
   if not 0.0 <= rate < 1.0:
     raise ConfigError(f'{what} must be in [0, 1); got {rate}.')
+
+
+def _pool_matrix(size_in: int, size_out: int) -> np.ndarray:
+  """Row i averages inputs [floor(i*in/out), ceil((i+1)*in/out)), PyTorch's adaptive pooling bins."""
+  matrix = np.zeros((size_out, size_in), np.float32)
+  for i in range(size_out):
+    start = (i * size_in) // size_out
+    end = -(-((i + 1) * size_in) // size_out)
+    matrix[i, start:end] = 1.0 / (end - start)
+  return matrix
+
+
+class AdaptiveAvgPool(nn.Module):
+  """Average pooling to a fixed ``output_size`` from any input size (``torch.nn.AdaptiveAvgPool2d``).
+
+  The bins of PyTorch may overlap and differ in size, so the pool is two small averaging matrices
+  (one per spatial axis) applied with an einsum; an input smaller than the output repeats values.
+  """
+  output_size: tuple[int, int]
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    height, width = x.shape[1:3]
+    if (height, width) == tuple(self.output_size):
+      return x
+    if not height or not width:
+      raise ConfigError(f'the feature map reaching the {self.output_size[0]}x{self.output_size[1]} '
+                        f'adaptive pool is empty ({height}x{width}); use a larger input size.')
+    rows = jnp.asarray(_pool_matrix(height, self.output_size[0]), x.dtype)
+    cols = jnp.asarray(_pool_matrix(width, self.output_size[1]), x.dtype)
+    return jnp.einsum('ph,qw,nhwc->npqc', rows, cols, x)

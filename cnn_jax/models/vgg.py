@@ -32,7 +32,6 @@ import jax.numpy as jnp
 
 from cnn_jax import ConfigError
 from cnn_jax.models import layers, register
-from cnn_jax.models.alexnet import AdaptiveAvgPool
 
 _WIDTHS = (64, 128, 256, 512, 512)
 
@@ -88,7 +87,7 @@ class VGG(nn.Module):
         if self.lrn and index == 1:
           x = layers.LocalResponseNorm(name='lrn1')(x)
       x = nn.max_pool(x, (2, 2), (2, 2))
-    x = AdaptiveAvgPool((7, 7), name='avgpool')(x)
+    x = layers.AdaptiveAvgPool((7, 7), name='avgpool')(x)
     x = x.reshape(x.shape[0], -1)
     dense_init = nn.initializers.normal(0.01)
     for layer in ('fc1', 'fc2'):

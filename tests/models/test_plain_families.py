@@ -14,7 +14,7 @@ import pytest
 
 from cnn_jax import ConfigError
 from cnn_jax.models import get_model, layers, names
-from cnn_jax.models.alexnet import AdaptiveAvgPool
+from cnn_jax.models.layers import AdaptiveAvgPool
 from cnn_jax.models.googlenet import Inception
 from cnn_jax.summary import summarize
 
