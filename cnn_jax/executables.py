@@ -30,6 +30,7 @@ import jax
 import ml_collections
 from absl import logging
 from jax.experimental import serialize_executable
+from jax.extend import backend as jax_backend
 
 SUBDIRECTORY = 'steps'
 
@@ -70,7 +71,7 @@ def _environment() -> list[str]:
 
 
 def _devices(mesh: jax.sharding.Mesh) -> str:
-  backend = jax.extend.backend.get_backend()
+  backend = jax_backend.get_backend()
   devices = [(d.platform, d.device_kind, d.id, d.process_index) for d in mesh.devices.flat]
   return repr((backend.platform_version, jax.process_count(), mesh.axis_names,
                mesh.devices.shape, devices))
@@ -84,16 +85,22 @@ def program_config(config: ml_collections.ConfigDict) -> str:
   return ml_collections.ConfigDict(fields).to_json_best_effort(sort_keys=True)
 
 
-def step_key(name: str, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
-             *facts: Any) -> str:
-  """A step's key: its name, the program's config, ``facts`` (reprs of what else the step is
-  built from: model, data facts, batch size), the code, the libraries, JAX's and XLA's settings
-  and the devices."""
+def program_digest(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+                   *facts: Any) -> str:
+  """What a run's steps are made from, hashed: the program's config, ``facts`` (reprs of what
+  else the steps are built from: model, data facts, batch size), the code, the libraries, JAX's
+  and XLA's settings and the devices."""
   digest = hashlib.sha256()
-  for part in (name, program_config(config), *map(repr, facts), _source_digest(),
-               *_environment(), _devices(mesh)):
+  for part in (program_config(config), *map(repr, facts), _source_digest(), *_environment(),
+               _devices(mesh)):
     digest.update(part.encode() + b'\0')
-  return f'{name}-{digest.hexdigest()[:40]}'
+  return digest.hexdigest()[:40]
+
+
+def step_key(name: str, config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
+             *facts: Any, digest: Optional[str] = None) -> str:
+  """A step's key: its name and :func:`program_digest` (``digest`` when already computed)."""
+  return f'{name}-{digest or program_digest(config, mesh, *facts)}'
 
 
 def directory(cache_dir: Optional[str]) -> Optional[str]:
@@ -136,21 +143,28 @@ _WORKER = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='cnn_jax-e
 
 
 _JAX_CACHE_HIT = '/jax/compilation_cache/cache_hits'
-_jax_cache_hits = [0]
-jax.monitoring.register_event_listener(
-    lambda event, **_: _jax_cache_hits.__setitem__(0, _jax_cache_hits[0] + (event == _JAX_CACHE_HIT)))
+_jax_cache_hits = 0
+
+
+def _count_jax_cache_hits(event: str, **_) -> None:
+  global _jax_cache_hits
+  if event == _JAX_CACHE_HIT:
+    _jax_cache_hits += 1
+
+
+jax.monitoring.register_event_listener(_count_jax_cache_hits)
 
 
 def _compile_outside_jax_cache(jitted: Callable, args: tuple):
   """``jitted`` compiled for ``args``, not written to JAX's cache; and whether it was read
   from there (an entry written before: such an executable must not be stored)."""
-  hits, minimum = _jax_cache_hits[0], jax.config.jax_persistent_cache_min_compile_time_secs
+  hits, minimum = _jax_cache_hits, jax.config.jax_persistent_cache_min_compile_time_secs
   jax.config.update('jax_persistent_cache_min_compile_time_secs', float('inf'))
   try:
     compiled = jitted.lower(*args).compile()
   finally:
     jax.config.update('jax_persistent_cache_min_compile_time_secs', minimum)
-  return compiled, _jax_cache_hits[0] > hits
+  return compiled, _jax_cache_hits > hits
 
 
 def wait() -> None:

@@ -452,8 +452,9 @@ def make_steps(setup: Setup, config: ml_collections.ConfigDict) -> tuple[Callabl
            setup.total_steps)
   steps = {'train_step': make_train_step(setup, config), 'eval_step': make_eval_step(setup),
            'plateau_step': make_plateau_step(setup) if setup.plateau else None}
+  digest = executables.program_digest(config, setup.mesh, *facts)  # once for all three
   return tuple(step and executables.CachedStep(
-      step, executables.step_key(name, config, setup.mesh, *facts), cache)
+      step, executables.step_key(name, config, setup.mesh, digest=digest), cache)
       for name, step in steps.items())
 
 
