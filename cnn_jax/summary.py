@@ -32,27 +32,8 @@ _POOLS = ('max_pool', 'avg_pool')
 
 
 def default_input_shape(model_name: str) -> tuple[int, int, int]:
-  """The input (H, W, C) a registered model was published with.
-
-  A model class may declare it as a ``default_input_shape`` class attribute. Otherwise: 19x19x48 for
-  AlphaGo, 32x32x1 for LeNet, 32x32x3 for CIFAR models (a name with 'cifar', ``stem='cifar'``, or a
-  registered default of 10 or 100 classes), 227x227x3 for the original AlexNet (the size its
-  arithmetic needs), 224x224x3 for the rest (ImageNet).
-  """
-  model = models.get_model(model_name)   # the registered defaults, not the user's overrides
-  declared = getattr(type(model), 'default_input_shape', None)
-  if declared is not None:
-    return tuple(declared)
-  if model_name.startswith('alphago'):
-    return (19, 19, 48)
-  if model_name.startswith('lenet'):
-    return (32, 32, 1)
-  if ('cifar' in model_name or getattr(model, 'stem', None) == 'cifar'
-      or getattr(model, 'num_classes', None) in (10, 100)):
-    return (32, 32, 3)
-  if model_name == 'alexnet':
-    return (227, 227, 3)
-  return (224, 224, 3)
+  """The input (H, W, C) a registered model was published with: its registry entry's."""
+  return models.info(model_name).input_shape
 
 
 @dataclasses.dataclass

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import ConfigError
-from cnn_jax.models import layers, register
+from cnn_jax.models import IMAGENET_INPUT, Published, Smoke, layers, register
 
 _INITS = ('gaussian_unit_bias', 'gaussian', 'lecun')
 
@@ -138,8 +138,18 @@ class ZFNet(AlexNet):
   weight_init: str = 'gaussian'              # "weights initialized to 1e-2 and biases set to 0"
 
 
-register('alexnet', AlexNet)
+_ALEXNET = 'Krizhevsky et al. 2012, "ImageNet classification with deep convolutional neural networks"'
+_ZFNET = 'Zeiler & Fergus 2013, "Visualizing and understanding convolutional networks"'
+_TORCHVISION = Published('torchvision', params=61_100_840, gmacs=0.71)
+# 227x227: the size the paper's arithmetic needs (its "224" does not divide).
+register('alexnet', AlexNet, input_shape=(227, 227, 3), paper=_ALEXNET,
+         published=(Published('Krizhevsky et al. 2012, section 1: "60 million"', params_m=60,
+                              tolerance=0.02),),
+         smoke=Smoke(dict(fc_width=64), (99, 99, 3)))
 register('alexnet_tv', AlexNet, widths=(64, 192, 384, 256, 256), towers=1, conv1_padding=2,
-         lrn=False, dropout_before_fc=True, weight_init='lecun')
-register('zfnet', ZFNet)
-register('zfnet_512', ZFNet, widths=(96, 256, 512, 1024, 512))
+         lrn=False, dropout_before_fc=True, weight_init='lecun', input_shape=IMAGENET_INPUT,
+         paper=_ALEXNET, published=(_TORCHVISION,), smoke=Smoke(dict(fc_width=64), (96, 96, 3)))
+register('zfnet', ZFNet, input_shape=IMAGENET_INPUT, paper=_ZFNET, published=(),
+         smoke=Smoke(dict(fc_width=64), (96, 96, 3)))
+register('zfnet_512', ZFNet, widths=(96, 256, 512, 1024, 512), input_shape=IMAGENET_INPUT,
+         paper=_ZFNET, published=())

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import ConfigError
-from cnn_jax.models import layers, register
+from cnn_jax.models import layers, register, Smoke
 
 BOARD = 19
 
@@ -71,6 +71,10 @@ class AlphaGoPolicy(nn.Module):
     return x.reshape(x.shape[0], BOARD * BOARD).astype(jnp.float32)
 
 
-register('alphago_policy', AlphaGoPolicy)
+_PAPER = 'Silver et al. 2016, "Mastering the game of Go with deep neural networks and tree search"'
+_PLANES = (BOARD, BOARD, 48)
+register('alphago_policy', AlphaGoPolicy, input_shape=_PLANES, paper=_PAPER, published=(),
+         smoke=Smoke(dict(filters=16), _PLANES))
 for _filters in (128, 256, 384):
-  register(f'alphago_policy_k{_filters}', AlphaGoPolicy, filters=_filters)
+  register(f'alphago_policy_k{_filters}', AlphaGoPolicy, filters=_filters, input_shape=_PLANES,
+           paper=_PAPER, published=())

@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import ConfigError
-from cnn_jax.models import layers, register, resnet
+from cnn_jax.models import CIFAR_INPUT, IMAGENET_INPUT, Published, Smoke, layers, register, resnet
 from cnn_jax.models.resnet import conv
 
 IMAGENET_BLOCKS: dict[int, tuple[int, ...]] = {
@@ -143,13 +143,26 @@ class DenseNet(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
 
 
-register('densenet', DenseNet)
+_PAPER = 'Huang et al. 2017, "Densely connected convolutional networks"'
+_IMAGENET = {121: Published('torchvision', params=7_978_856),
+             169: Published('torchvision', params=14_149_480),
+             201: Published('torchvision', params=20_013_928),
+             264: Published('Huang et al. 2017, Figure 3', params_m=33.3)}
+_CIFAR_MILLIONS = {(100, 12): 0.8, (250, 24): 15.3, (190, 40): 25.6}   # Table 2, DenseNet-BC
+
+register('densenet', DenseNet, input_shape=IMAGENET_INPUT, paper=_PAPER, published=())
 for _depth in IMAGENET_BLOCKS:
-  register(f'densenet{_depth}', DenseNet, depth=_depth)
-register('densenet_cifar', DenseNet, stem='cifar', depth=100, growth_rate=12, num_classes=10)
+  register(f'densenet{_depth}', DenseNet, depth=_depth, input_shape=IMAGENET_INPUT, paper=_PAPER,
+           published=(_IMAGENET[_depth],))
+register('densenet_cifar', DenseNet, stem='cifar', depth=100, growth_rate=12, num_classes=10,
+         input_shape=CIFAR_INPUT, paper=_PAPER,
+         published=(Published('Huang et al. 2017, Table 2', params_m=0.8),),
+         smoke=Smoke(dict(depth=16, growth_rate=4), (16, 16, 3)))
 # Table 2 of the paper: DenseNet-BC (L, k) and the basic DenseNet (no bottleneck, no compression).
-for _depth, _k in ((100, 12), (250, 24), (190, 40)):
+for (_depth, _k), _millions in _CIFAR_MILLIONS.items():
   register(f'densenet_bc{_depth}_{_k}', DenseNet, stem='cifar', depth=_depth, growth_rate=_k,
-           num_classes=10)
+           num_classes=10, input_shape=CIFAR_INPUT, paper=_PAPER,
+           published=(Published('Huang et al. 2017, Table 2', params_m=_millions),))
 register('densenet40_12', DenseNet, stem='cifar', depth=40, growth_rate=12, bottleneck=False,
-         compression=1.0, num_classes=10)
+         compression=1.0, num_classes=10, input_shape=CIFAR_INPUT, paper=_PAPER,
+         published=(Published('Huang et al. 2017, Table 2', params_m=1.0),))

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import ConfigError
-from cnn_jax.models import layers, register
+from cnn_jax.models import IMAGENET_INPUT, Published, Smoke, layers, register
 
 # (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection) of each module, the paper's table 1.
 MODULES: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -150,4 +150,11 @@ class GoogLeNet(nn.Module):
     return logits
 
 
-register('googlenet', GoogLeNet)
+register('googlenet', GoogLeNet, input_shape=IMAGENET_INPUT,
+         paper='Szegedy et al. 2014, "Going deeper with convolutions"',
+         # The table's column rounds the exact 6,998,552 (without the training-only heads) to 6.8M;
+         # the text's "1.5 billion multiply-adds" is 1.58 here.
+         published=(Published('Szegedy et al. 2014, Table 1 (without the auxiliary heads)',
+                              params_m=6.8, tolerance=0.03, built_with={'aux_heads': False}),
+                    Published('Szegedy et al. 2014, section 5', gmacs=1.5, tolerance=0.06)),
+         smoke=Smoke(dict(aux_heads=False), (64, 64, 3)))

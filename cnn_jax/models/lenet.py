@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cnn_jax.models import layers, register
+from cnn_jax.models import Published, Smoke, layers, register
 
 # Table I of the paper: the S2 maps (rows) that each C3 map (columns) reads.
 _C3_TABLE = [
@@ -121,5 +121,10 @@ class LeNet5(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name='output')(x).astype(jnp.float32)
 
 
-register('lenet5', LeNet5)
-register('lenet5_1998', LeNet5, activation='squash', pooling='trainable', sparse_c3=True, output='rbf')
+_PAPER = 'LeCun et al. 1998, "Gradient-based learning applied to document recognition"'
+_INPUT = (32, 32, 1)   # MNIST's 28x28 digits padded to 32x32, as the paper's input layer
+register('lenet5', LeNet5, input_shape=_INPUT, paper=_PAPER, published=(),
+         smoke=Smoke({}, _INPUT))
+register('lenet5_1998', LeNet5, activation='squash', pooling='trainable', sparse_c3=True, output='rbf',
+         input_shape=_INPUT, paper=_PAPER, smoke=Smoke({}, _INPUT),
+         published=(Published('LeCun et al. 1998, section II.B', params=60_000),))

@@ -28,7 +28,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.models import layers, register
+from cnn_jax.models import CIFAR_INPUT, IMAGENET_INPUT, Published, Smoke, layers, register
 from cnn_jax.models import resnet
 from cnn_jax.models.resnet import conv
 
@@ -148,12 +148,23 @@ class PreActResNet(nn.Module):
         survival_prob_last=self.survival_prob_last, dtype=self.dtype, bn_group_size=self.bn_group_size)
 
 
-register('preact_resnet', PreActResNet)
-register('preact_resnet_cifar', PreActResNet, stem='cifar', depth=164, num_classes=10)
+_PAPER = 'He et al. 2016, "Identity mappings in deep residual networks"'
+# Millions, Tables 2 and 3; ResNet-1001's 10.2M counts its weights only (10.33M with BatchNorm).
+_PUBLISHED = {164: Published('He et al. 2016, Table 2', params_m=1.7),
+              1001: Published('He et al. 2016, Table 2 (weights only)', params_m=10.2,
+                              tolerance=0.015)}
+register('preact_resnet', PreActResNet, input_shape=IMAGENET_INPUT, paper=_PAPER, published=(),
+         smoke=Smoke(dict(depth=18, base_width=8), CIFAR_INPUT))
+register('preact_resnet_cifar', PreActResNet, stem='cifar', depth=164, num_classes=10,
+         input_shape=CIFAR_INPUT, paper=_PAPER, published=(_PUBLISHED[164],),
+         smoke=Smoke(dict(depth=11, block='bottleneck', base_width=4), (16, 16, 3)))
 for _depth in resnet.IMAGENET_LAYOUTS:
-  register(f'preact_resnet{_depth}', PreActResNet, depth=_depth)
+  register(f'preact_resnet{_depth}', PreActResNet, depth=_depth, input_shape=IMAGENET_INPUT,
+           paper=_PAPER, published=())
 for _depth in (164, 1001):
-  register(f'preact_resnet{_depth}', PreActResNet, stem='cifar', depth=_depth, num_classes=10)
+  register(f'preact_resnet{_depth}', PreActResNet, stem='cifar', depth=_depth, num_classes=10,
+           input_shape=CIFAR_INPUT, paper=_PAPER, published=(_PUBLISHED[_depth],))
 # The pre-activation twin of the original ResNet-110 (the paper's Table 3).
 register('preact_resnet110', PreActResNet, stem='cifar', depth=110, block='basic', shortcut='A',
-         num_classes=10)
+         num_classes=10, input_shape=CIFAR_INPUT, paper=_PAPER,
+         published=(Published('He et al. 2016, Table 3', params_m=1.7),))

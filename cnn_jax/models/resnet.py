@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import ConfigError
-from cnn_jax.models import layers, register
+from cnn_jax.models import CIFAR_INPUT, IMAGENET_INPUT, Published, Smoke, layers, register
 
 # Blocks per stage of the ImageNet nets (He et al. 2015, Table 1; ResNet-200 from He et al. 2016).
 IMAGENET_LAYOUTS: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -268,19 +268,48 @@ class ResNet(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
 
 
-for _depth in (20, 32, 44, 56, 110, 1202):
-  register(f'resnet{_depth}_cifar', CifarResNet, depth=_depth)
-for _depth in (20, 32, 44, 56, 110):
-  register(f'plain{_depth}_cifar', CifarResNet, depth=_depth, residual=False)
-register('resnet_cifar', CifarResNet)
+PAPER = 'He et al. 2015, "Deep residual learning for image recognition"'
+# CIFAR-10 nets, Table 6 (millions); the plain twins have the same counts (option A is parameter-free).
+_CIFAR_MILLIONS = {20: 0.27, 32: 0.46, 44: 0.66, 56: 0.85, 110: 1.7, 1202: 19.4}
+# ImageNet: torchvision's exact counts and multiply-adds (v1.5), the paper's Table 1 FLOPs (v1).
+TORCHVISION_PARAMS = {18: 11_689_512, 34: 21_797_672, 50: 25_557_032, 101: 44_549_160,
+                      152: 60_192_808}
+_TORCHVISION_GMACS = {18: 1.81, 34: 3.66, 50: 4.09, 101: 7.80, 152: 11.51}
+_PAPER_GMACS = {50: 3.8, 101: 7.6, 152: 11.3}
 
-register('resnet', ResNet)
+
+def _cifar(depth: int) -> tuple[Published, ...]:
+  return (Published('He et al. 2015, Table 6', params_m=_CIFAR_MILLIONS[depth]),)
+
+
+for _depth in (20, 32, 44, 56, 110, 1202):
+  register(f'resnet{_depth}_cifar', CifarResNet, depth=_depth, input_shape=CIFAR_INPUT, paper=PAPER,
+           published=_cifar(_depth))
+for _depth in (20, 32, 44, 56, 110):
+  register(f'plain{_depth}_cifar', CifarResNet, depth=_depth, residual=False,
+           input_shape=CIFAR_INPUT, paper=PAPER, published=_cifar(_depth),
+           smoke=Smoke({}, CIFAR_INPUT) if _depth == 20 else None)
+register('resnet_cifar', CifarResNet, input_shape=CIFAR_INPUT, paper=PAPER, published=())
+
+register('resnet', ResNet, input_shape=IMAGENET_INPUT, paper=PAPER, published=())
 for _depth in (18, 34, 50, 101, 152):  # torchvision's depths; depth=200 is an argument away
-  register(f'resnet{_depth}', ResNet, depth=_depth)
-for _depth in (50, 101, 152):  # the paper's v1 bottlenecks
-  register(f'resnet{_depth}_v1', ResNet, depth=_depth, stride_on_3x3=False)
+  register(f'resnet{_depth}', ResNet, depth=_depth, input_shape=IMAGENET_INPUT, paper=PAPER,
+           published=(Published('torchvision', params=TORCHVISION_PARAMS[_depth],
+                                gmacs=_TORCHVISION_GMACS[_depth]),),
+           smoke=Smoke(dict(base_width=8, survival_prob_last=0.5), CIFAR_INPUT)
+           if _depth == 18 else None)
+for _depth in (50, 101, 152):  # the paper's v1 bottlenecks (v1 moves a stride, not a weight)
+  register(f'resnet{_depth}_v1', ResNet, depth=_depth, stride_on_3x3=False,
+           input_shape=IMAGENET_INPUT, paper=PAPER,
+           published=(Published('torchvision', params=TORCHVISION_PARAMS[_depth]),
+                      # The table truncates: ResNet-50's 3.86 G prints as 3.8.
+                      Published('He et al. 2015, Table 1', gmacs=_PAPER_GMACS[_depth],
+                                tolerance=0.02)))
 for _depth in (18, 34):  # the paper's degradation experiment; residual=False works at any depth
-  register(f'plain{_depth}', ResNet, depth=_depth, residual=False)
+  register(f'plain{_depth}', ResNet, depth=_depth, residual=False, input_shape=IMAGENET_INPUT,
+           paper=PAPER, published=())
 # The shortcut ablation of the paper (Table 3, on ResNet-34); B is resnet34 itself.
-register('resnet34_a', ResNet, depth=34, shortcut='A')
-register('resnet34_c', ResNet, depth=34, shortcut='C')
+register('resnet34_a', ResNet, depth=34, shortcut='A', input_shape=IMAGENET_INPUT, paper=PAPER,
+         published=())
+register('resnet34_c', ResNet, depth=34, shortcut='C', input_shape=IMAGENET_INPUT, paper=PAPER,
+         published=())

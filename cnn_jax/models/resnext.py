@@ -10,14 +10,27 @@ CIFAR ResNeXt-29 (``stem='cifar'``): 3x3 conv 64-BN-ReLU, three stages of three 
 """
 from __future__ import annotations
 
-from cnn_jax.models import register
+from cnn_jax.models import CIFAR_INPUT, IMAGENET_INPUT, Published, Smoke, register
 from cnn_jax.models.resnet import ResNet
 
-register('resnext', ResNet, depth=50, groups=32, width_per_group=4)
+_PAPER = 'Xie et al. 2016, "Aggregated residual transformations for deep neural networks"'
+_IMAGENET = {  # torchvision's counts; the paper's Table 3 multiply-adds for 50 32x4d
+    (50, 32, 4): (Published('torchvision', params=25_028_904),
+                  Published('Xie et al. 2016, Table 3', gmacs=4.2)),
+    (101, 32, 4): (),
+    (101, 32, 8): (Published('torchvision', params=88_791_336),),
+    (101, 64, 4): (Published('torchvision', params=83_455_272),),
+}
+_CIFAR_MILLIONS = {8: 34.4, 16: 68.1}   # Table 7
+
+register('resnext', ResNet, depth=50, groups=32, width_per_group=4, input_shape=IMAGENET_INPUT,
+         paper=_PAPER, published=())
 # The paper's ImageNet nets (50 32x4d; 101 32x4d and 64x4d) and torchvision's 101 32x8d.
-for _depth, _groups, _width in ((50, 32, 4), (101, 32, 4), (101, 32, 8), (101, 64, 4)):
+for (_depth, _groups, _width), _published in _IMAGENET.items():
   register(f'resnext{_depth}_{_groups}x{_width}d', ResNet, depth=_depth, groups=_groups,
-           width_per_group=_width)
+           width_per_group=_width, input_shape=IMAGENET_INPUT, paper=_PAPER, published=_published)
 for _groups in (8, 16):
   register(f'resnext29_{_groups}x64d', ResNet, stem='cifar', depth=29, groups=_groups,
-           width_per_group=64, num_classes=10)
+           width_per_group=64, num_classes=10, input_shape=CIFAR_INPUT, paper=_PAPER,
+           published=(Published('Xie et al. 2016, Table 7', params_m=_CIFAR_MILLIONS[_groups]),),
+           smoke=Smoke(dict(width_per_group=4), (16, 16, 3)) if _groups == 8 else None)

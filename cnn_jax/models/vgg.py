@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import ConfigError
-from cnn_jax.models import layers, register
+from cnn_jax.models import IMAGENET_INPUT, Published, Smoke, layers, register
 
 _WIDTHS = (64, 128, 256, 512, 512)
 
@@ -97,8 +97,34 @@ class VGG(nn.Module):
     return x.astype(jnp.float32)
 
 
+_PAPER = ('Simonyan & Zisserman 2014, "Very deep convolutional networks for large-scale image '
+          'recognition"')
+# Table 2 of the paper, millions, and torchvision's exact counts (which have no configuration C).
+_PAPER_MILLIONS = {'A': 133, 'A-LRN': 133, 'B': 133, 'C': 134, 'D': 138, 'E': 144}
+_TORCHVISION = {'vgg11': 132_863_336, 'vgg13': 133_047_848, 'vgg16': 138_357_544,
+                'vgg19': 143_667_240, 'vgg11_bn': 132_868_840, 'vgg13_bn': 133_053_736,
+                'vgg16_bn': 138_365_992, 'vgg19_bn': 143_678_248}
+_TORCHVISION_GMACS = {'vgg16': 15.47, 'vgg19': 19.63}
+
+
+def _published(name: str, config: str) -> tuple[Published, ...]:
+  figures = []
+  if not name.endswith('_bn'):
+    figures.append(Published('Simonyan & Zisserman 2014, Table 2', params_m=_PAPER_MILLIONS[config]))
+  if name in _TORCHVISION:
+    figures.append(Published('torchvision', params=_TORCHVISION[name],
+                             gmacs=_TORCHVISION_GMACS.get(name)))
+  return tuple(figures)
+
+
 for _name, _config in (('vgg11', 'A'), ('vgg13', 'B'), ('vgg16_c', 'C'), ('vgg16', 'D'),
                        ('vgg19', 'E')):
-  register(_name, VGG, config=_config)
-  register(f'{_name}_bn', VGG, config=_config, batch_norm=True)
-register('vgg11_lrn', VGG, config='A', lrn=True)
+  register(_name, VGG, config=_config, input_shape=IMAGENET_INPUT, paper=_PAPER,
+           published=_published(_name, _config))
+  # 48x48, not 32: at 32x32 the last block's 3x3 convs see 2x2 maps, which XLA:CPU runs through a
+  # slow generic convolution (4 s a step at the tests' flags, against 0.9 s at 48x48).
+  register(f'{_name}_bn', VGG, config=_config, batch_norm=True, input_shape=IMAGENET_INPUT,
+           paper=_PAPER, published=_published(f'{_name}_bn', _config),
+           smoke=Smoke(dict(fc_width=64), (48, 48, 3)) if _name == 'vgg11' else None)
+register('vgg11_lrn', VGG, config='A', lrn=True, input_shape=IMAGENET_INPUT, paper=_PAPER,
+         published=_published('vgg11_lrn', 'A-LRN'))

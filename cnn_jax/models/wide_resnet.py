@@ -19,7 +19,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from cnn_jax.models import layers, register, resnet
+from cnn_jax.models import CIFAR_INPUT, IMAGENET_INPUT, Published, Smoke, layers, register, resnet
 from cnn_jax.models.preact_resnet import preact_trunk
 from cnn_jax.models.resnet import conv
 
@@ -59,9 +59,18 @@ class WideResNet(nn.Module):
         dtype=self.dtype, bn_group_size=self.bn_group_size)
 
 
-register('wrn', WideResNet)
+_PAPER = 'Zagoruyko & Komodakis 2016, "Wide residual networks"'
+_PAPER_MILLIONS = {(16, 8): 11.0, (28, 10): 36.5, (40, 4): 8.9}   # Table 4
+register('wrn', WideResNet, input_shape=CIFAR_INPUT, paper=_PAPER, published=(),
+         smoke=Smoke(dict(depth=10, widen_factor=2, dropout_rate=0.3), CIFAR_INPUT))
 # Nets of the paper's CIFAR tables (Zagoruyko & Komodakis, Tables 4 and 5).
 for _depth, _k in ((16, 4), (16, 8), (22, 8), (28, 10), (40, 4)):
-  register(f'wrn{_depth}_{_k}', WideResNet, depth=_depth, widen_factor=_k)
-register('wide_resnet50_2', resnet.ResNet, depth=50, width_per_group=128)
-register('wide_resnet101_2', resnet.ResNet, depth=101, width_per_group=128)
+  register(f'wrn{_depth}_{_k}', WideResNet, depth=_depth, widen_factor=_k, input_shape=CIFAR_INPUT,
+           paper=_PAPER,
+           published=(Published('Zagoruyko & Komodakis 2016, Table 4',
+                                params_m=_PAPER_MILLIONS[_depth, _k]),)
+           if (_depth, _k) in _PAPER_MILLIONS else ())
+for _depth, _count in ((50, 68_883_240), (101, 126_886_696)):
+  register(f'wide_resnet{_depth}_2', resnet.ResNet, depth=_depth, width_per_group=128,
+           input_shape=IMAGENET_INPUT, paper=_PAPER,
+           published=(Published('torchvision', params=_count),))

@@ -1,0 +1,89 @@
+"""Every registered model against the facts its registry entry carries (cnn_jax.models.info).
+
+A new variant is one ``register`` call: these tests find it, trace it at its registered input shape
+under ``jax.eval_shape`` (nothing is allocated or compiled) and check its output and each
+published figure it declares.
+"""
+from __future__ import annotations
+
+import gc
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from cnn_jax import models
+from cnn_jax.summary import summarize
+
+
+def _traced(name: str, **kwargs):
+  """(logits, variables) of a batch of 2 at the registered input shape, as ShapeDtypeStructs."""
+  model = models.get_model(name, **kwargs)
+  shape = (2,) + models.info(name).input_shape
+  def init():
+    return model.init_with_output({'params': jax.random.key(0)}, jnp.zeros(shape), train=False)
+  # Tracing a deep net makes many short-lived objects; pausing CPython's cycle collector, which
+  # would rescan the growing heap again and again, saves about a fifth of the tracing time.
+  gc.disable()
+  try:
+    return jax.eval_shape(init)
+  finally:
+    gc.enable()
+
+
+def _param_count(variables) -> int:
+  return sum(leaf.size for leaf in jax.tree.leaves(variables['params']))
+
+
+def matches_printed(value: float, printed: float, tolerance: float) -> bool:
+  """Within ``tolerance`` (relative), or equal at the printed precision (0.769M prints as 0.8M)."""
+  decimals = len(repr(float(printed)).split('.')[1].rstrip('0'))
+  return abs(value - printed) <= tolerance * printed or round(value, decimals) == printed
+
+
+def test_matches_printed_can_fail():
+  assert matches_printed(0.769, 0.8, 0.01) and matches_printed(36.48, 36.5, 0.01)
+  assert not matches_printed(0.74, 0.8, 0.01) and not matches_printed(10.33, 10.2, 0.01)
+
+
+def test_every_model_has_its_facts():
+  families_with_smoke = set()
+  for name in models.names():
+    info = models.info(name)
+    assert len(info.input_shape) == 3 and all(d > 0 for d in info.input_shape), name
+    assert ' et al. ' in info.paper or ' & ' in info.paper, (name, info.paper)   # authors, year
+    assert isinstance(info.published, tuple), name   # empty says "no published figure"
+    assert isinstance(info.num_classes, int) and info.num_classes > 0, name
+    if info.smoke:
+      families_with_smoke.add(info.family)
+  # tests/test_models_train.py trains each family file's small instance.
+  assert families_with_smoke == {models.info(n).family for n in models.names()}
+
+
+def test_registering_without_facts_fails():
+  with pytest.raises(TypeError, match='published'):
+    models.register('lenet5_copy', models.lenet.LeNet5, input_shape=(32, 32, 1), paper='x')
+  with pytest.raises(ValueError, match=r'\(H, W, C\)'):
+    models.register('lenet5_copy', models.lenet.LeNet5, input_shape=(32, 32), paper='x',
+                    published=())
+  with pytest.raises(ValueError, match='gives no figure'):
+    models.Published('a paper')
+  assert 'lenet5_copy' not in models.names()
+
+
+@pytest.mark.parametrize('name', models.names())
+def test_output_shape_and_published_figures(name):
+  info = models.info(name)
+  logits, variables = _traced(name)
+  assert logits.shape == (2, info.num_classes) and logits.dtype == jnp.float32
+  assert {leaf.dtype for leaf in jax.tree.leaves(variables['params'])} == {jnp.dtype(jnp.float32)}
+  for figure in info.published:
+    if figure.params is not None or figure.params_m is not None:
+      count = _param_count(_traced(name, **figure.built_with)[1] if figure.built_with else variables)
+      if figure.params is not None:
+        assert count == figure.params, (figure.source, count)
+      if figure.params_m is not None:
+        assert matches_printed(count / 1e6, figure.params_m, figure.tolerance), (figure.source, count)
+    if figure.gmacs is not None:
+      macs = summarize(name, **figure.built_with)['totals']['macs']
+      assert matches_printed(macs / 1e9, figure.gmacs, figure.tolerance), (figure.source, macs)
