@@ -1,6 +1,7 @@
 """Per-layer inspector: output shape, parameters, activations and multiply-adds of a registered model.
 
   python -m cnn_jax.summary --model=alexnet [--input_shape=227,227,3] [--num_classes=N] [--json]
+  python -m cnn_jax.summary --list      # every registered model: input, classes, paper, figures
 
 Nothing is allocated: the model is initialised and run under ``jax.eval_shape`` (VGG-19's 144M
 parameters cost nothing) while a Flax method interceptor records every module call. A row is a
@@ -282,6 +283,30 @@ def format_table(summary: dict[str, Any]) -> str:
   return '\n'.join(text)
 
 
+def _figure_text(figure: models.Published) -> str:
+  figures = []
+  if figure.params is not None:
+    figures.append(f'{figure.params:,} params')
+  if figure.params_m is not None:
+    figures.append(f'{figure.params_m}M params')
+  if figure.gmacs is not None:
+    figures.append(f'{figure.gmacs} GMACs')
+  built_with = ''.join(f', {k}={v!r}' for k, v in figure.built_with.items())
+  return f'{figure.source}{built_with}: {", ".join(figures)}'
+
+
+def registry_table() -> str:
+  """Every registered model with its registry facts, as a Markdown table (``--list``)."""
+  lines = ['| model | file | input | classes | paper | published figures |',
+           '| --- | --- | --- | --- | --- | --- |']
+  for name in models.names():
+    info = models.info(name)
+    published = '; '.join(map(_figure_text, info.published)) or 'none'
+    lines.append(f'| `{name}` | `{info.family}.py` | {_shape_text(list(info.input_shape))} | '
+                 f'{info.num_classes} | {info.paper} | {published} |')
+  return '\n'.join(lines)
+
+
 def parse_input_shape(text: str) -> tuple[int, ...]:
   """'227,227,3' or '227x227x3' -> (227, 227, 3)."""
   try:
@@ -297,14 +322,20 @@ def main(argv: Sequence[str]) -> None:
   try:
     if len(argv) > 1:
       raise ConfigError(f'unexpected arguments {" ".join(argv[1:])}; use --model=NAME.')
-    summary = summarize(args.model,
-                        parse_input_shape(args.input_shape) if args.input_shape else None,
-                        args.num_classes, train=args.train)
+    if args.list:
+      text = registry_table()
+    elif not args.model:
+      raise ConfigError('name a model with --model=NAME, or list them all with --list.')
+    else:
+      summary = summarize(args.model,
+                          parse_input_shape(args.input_shape) if args.input_shape else None,
+                          args.num_classes, train=args.train)
+      text = json.dumps(summary) if args.json else format_table(summary)
   except ConfigError as error:
     print(f'error: {error}', file=sys.stderr)
     sys.exit(1)
   try:
-    print(json.dumps(summary) if args.json else format_table(summary), flush=True)
+    print(text, flush=True)
   except BrokenPipeError:   # piped into `head`: stop quietly
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
@@ -313,7 +344,9 @@ if __name__ == '__main__':
   from absl import app, flags
   # Flags are defined only when run as a program, so importing this module next to a trainer that
   # has its own --model flag does not clash.
-  flags.DEFINE_string('model', None, 'registered model name', required=True)
+  flags.DEFINE_string('model', None, 'registered model name')
+  flags.DEFINE_bool('list', False, 'list every registered model with its input, paper and '
+                    'published figures (a Markdown table)')
   flags.DEFINE_string('input_shape', None, 'H,W,C of one example (default: the model\'s own)')
   flags.DEFINE_integer('num_classes', None, 'number of classes (default: the model\'s own)')
   flags.DEFINE_bool('json', False, 'print one JSON object instead of a table')

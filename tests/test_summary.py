@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -12,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from cnn_jax import ConfigError
+from cnn_jax import ConfigError, models
 from cnn_jax.models import get_model
-from cnn_jax.summary import default_input_shape, summarize, summarize_module
+from cnn_jax.summary import default_input_shape, registry_table, summarize, summarize_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -197,6 +198,7 @@ def test_cli_table_and_flags():
     (('--model=alexnett',), 'unknown model'),
     (('--model=vgg16', '--input_shape=224x224'), 'three positive sizes'),
     (('--model=alphago_policy', '--num_classes=1000'), 'num_classes must be 361'),
+    ((), 'or list them all with --list'),
 ])
 def test_cli_errors_are_one_line(args, message):
   result = run_cli(*args)
@@ -206,3 +208,27 @@ def test_cli_errors_are_one_line(args, message):
   assert len(errors) == 1 and message in errors[0]
   if message == 'unknown model':
     assert 'Valid names:' in errors[0] and 'vgg16' in errors[0]
+
+
+def _readme_model_table() -> dict[str, set[str]]:
+  """{family file: registry names} from the README's "Models" table."""
+  with open(os.path.join(ROOT, 'README.md')) as f:
+    section = f.read().split('\n## Models\n')[1].split('\n## ')[0]
+  table = {}
+  for line in section.splitlines():
+    cells = line.split(' | ')
+    file = re.search(r'\(`(\w+)\.py`\)', cells[0]) if len(cells) == 3 else None
+    if file:
+      table[file.group(1)] = set(re.findall(r'`(\w+)`', cells[1]))
+  return table
+
+
+def test_readme_model_table_and_list_are_the_registry():
+  registered = {}
+  for name in models.names():
+    registered.setdefault(models.info(name).family, set()).add(name)
+  assert _readme_model_table() == registered
+  listed = registry_table().splitlines()[2:]
+  assert [line.split(' | ')[0] for line in listed] == [f'| `{name}`' for name in models.names()]
+  assert 'torchvision: 25,557,032 params, 4.09 GMACs' in listed[models.names().index('resnet50')]
+  assert listed[models.names().index('resnet')].endswith('| none |')
