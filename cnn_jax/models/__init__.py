@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import importlib
+import pkgutil
 import sys
 from typing import Any, Callable, Optional, Sequence
 
@@ -137,14 +139,7 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
   return factory(**kwargs)
 
 
-# Importing a family module registers its variants.
-from cnn_jax.models import lenet  # noqa: E402,F401
-from cnn_jax.models import alexnet  # noqa: E402,F401
-from cnn_jax.models import vgg  # noqa: E402,F401
-from cnn_jax.models import googlenet  # noqa: E402,F401
-from cnn_jax.models import resnet  # noqa: E402,F401
-from cnn_jax.models import preact_resnet  # noqa: E402,F401
-from cnn_jax.models import wide_resnet  # noqa: E402,F401
-from cnn_jax.models import resnext  # noqa: E402,F401
-from cnn_jax.models import densenet  # noqa: E402,F401
-from cnn_jax.models import alphago  # noqa: E402,F401
+# Importing a family module registers its variants; every module of this package is imported, so a
+# new family is one new file.
+for _module in pkgutil.iter_modules(__path__):
+  importlib.import_module(f'{__name__}.{_module.name}')
