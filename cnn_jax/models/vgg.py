@@ -3,17 +3,18 @@
 Five blocks of 3x3 stride-1 pad-1 convolutions with ReLU at 64/128/256/512/512 filters, each block
 closed by a 2x2/2 max-pool, then fc 4096-4096-classes with dropout 0.5 after the first two.
 
-| name       | paper      | convs per block              | params (this code)        |
-|------------|------------|------------------------------|---------------------------|
-| vgg11      | A          | 1-1-2-2-2                    | 132,863,336 (torchvision) |
-| vgg11_lrn  | A-LRN      | A + LRN after conv1          | 132,863,336 (paper 133M)  |
-| vgg13      | B          | 2-2-2-2-2                    | 133,047,848 (torchvision) |
-| vgg16_c    | C          | B + a 1x1 conv closing 3-5   | 133,638,952 (paper 134M)  |
-| vgg16      | D          | 2-2-3-3-3                    | 138,357,544 (torchvision) |
-| vgg19      | E          | 2-2-4-4-4                    | 143,667,240 (torchvision) |
+| name       | paper      | convs per block              |
+|------------|------------|------------------------------|
+| vgg11      | A          | 1-1-2-2-2                    |
+| vgg11_lrn  | A-LRN      | A + LRN after conv1          |
+| vgg13      | B          | 2-2-2-2-2                    |
+| vgg16_c    | C          | B + a 1x1 conv closing 3-5   |
+| vgg16      | D          | 2-2-3-3-3                    |
+| vgg19      | E          | 2-2-4-4-4                    |
 
 ``*_bn`` variants insert BatchNorm between each convolution and its ReLU and keep the convolution
-bias, as torchvision's ``vgg*_bn`` do (so their counts match: e.g. vgg16_bn 138,365,992).
+bias, as torchvision's ``vgg*_bn`` do, so that their counts are torchvision's. The published counts
+(the paper's millions, torchvision's exact figures) are the registry entries' at the bottom.
 
 As in torchvision, an adaptive average pool to 7x7 precedes fc6: the identity at the paper's 224x224
 input, it lets any input of at least 32x32 reach the same dense layers. The A-LRN normalisation uses
