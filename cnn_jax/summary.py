@@ -307,6 +307,16 @@ def registry_table() -> str:
   return '\n'.join(lines)
 
 
+def reference_row(summary: dict[str, Any]) -> str:
+  """A registered model's row of the README's reference figures: its summary's totals beside the
+  figures its registry entry says were published."""
+  info = models.info(summary['model'])
+  totals = summary['totals']
+  published = '; '.join(map(_figure_text, info.published)) or 'none'
+  return (f'| `{info.name}` | {_shape_text(summary["input_shape"])} | {totals["params"]:,} | '
+          f'{totals["macs"] / 1e9:.4g} | {_scaled(totals["activations"])} | {published} |')
+
+
 def parse_input_shape(text: str) -> tuple[int, ...]:
   """'227,227,3' or '227x227x3' -> (227, 227, 3)."""
   try:

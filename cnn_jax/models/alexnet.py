@@ -143,8 +143,7 @@ _ZFNET = 'Zeiler & Fergus 2013, "Visualizing and understanding convolutional net
 _TORCHVISION = Published('torchvision', params=61_100_840, gmacs=0.71)
 # 227x227: the size the paper's arithmetic needs (its "224" does not divide).
 register('alexnet', AlexNet, input_shape=(227, 227, 3), paper=_ALEXNET,
-         published=(Published('Krizhevsky et al. 2012, section 1: "60 million"', params_m=60,
-                              tolerance=0.02),),
+         published=(Published('Krizhevsky et al. 2012, section 1', params_m=60, tolerance=0.02),),
          smoke=Smoke(dict(fc_width=64), (99, 99, 3)))
 register('alexnet_tv', AlexNet, widths=(64, 192, 384, 256, 256), towers=1, conv1_padding=2,
          lrn=False, dropout_before_fc=True, weight_init='lecun', input_shape=IMAGENET_INPUT,

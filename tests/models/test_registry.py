@@ -7,13 +7,29 @@ published figure it declares.
 from __future__ import annotations
 
 import gc
+import os
+import re
 
 import jax
 import jax.numpy as jnp
 import pytest
 
 from cnn_jax import models
-from cnn_jax.summary import summarize
+from cnn_jax.summary import reference_row, summarize
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      'README.md')
+
+
+def _readme_reference_rows() -> dict[str, str]:
+  """The README's reference figures, model name -> its table row."""
+  with open(README) as f:
+    section = f.read().split('### Reference figures')[1].split('\n#')[0]
+  return {m.group(1): line for line in section.splitlines()
+          if (m := re.match(r'\| `(\w+)` \|', line))}
+
+
+README_ROWS = _readme_reference_rows()
 
 
 def _traced(name: str, **kwargs):
@@ -74,6 +90,12 @@ def test_registering_without_facts_fails():
 @pytest.mark.parametrize('name', models.names())
 def test_output_shape_and_published_figures(name):
   info = models.info(name)
+  summaries = {}
+  def summary(**kwargs):   # traced once per set of arguments
+    key = tuple(sorted(kwargs.items()))
+    if key not in summaries:
+      summaries[key] = summarize(name, **kwargs)
+    return summaries[key]
   logits, variables = _traced(name)
   assert logits.shape == (2, info.num_classes) and logits.dtype == jnp.float32
   assert {leaf.dtype for leaf in jax.tree.leaves(variables['params'])} == {jnp.dtype(jnp.float32)}
@@ -85,5 +107,12 @@ def test_output_shape_and_published_figures(name):
       if figure.params_m is not None:
         assert matches_printed(count / 1e6, figure.params_m, figure.tolerance), (figure.source, count)
     if figure.gmacs is not None:
-      macs = summarize(name, **figure.built_with)['totals']['macs']
+      macs = summary(**figure.built_with)['totals']['macs']
       assert matches_printed(macs / 1e9, figure.gmacs, figure.tolerance), (figure.source, macs)
+  if name in README_ROWS:
+    assert README_ROWS[name] == reference_row(summary())
+
+
+def test_readme_reference_table_is_found():
+  assert {'alexnet', 'vgg16', 'resnet50', 'alphago_policy'} <= set(README_ROWS)
+  assert set(README_ROWS) <= set(models.names())
