@@ -210,8 +210,9 @@ def checkpoint_block_output(x: jax.Array) -> jax.Array:
   XLA:CPU otherwise re-fuses the whole chain of residual adds into every backward fusion, so a deep
   ResNet's step time grows quadratically with depth (``benchmarks/resnet_depth.py``: ResNet-110's
   step 1.96x and its compile 2.33x slower without it). The barrier survives only with
-  ``--xla_disable_hlo_passes=cse_barrier_expander`` (set in :mod:`cnn_jax`). GPU and TPU keep XLA's
-  own fusion decisions: the barrier was never measured to help there, and it forbids fusions.
+  ``--xla_disable_hlo_passes=cse_barrier_expander`` (set by :func:`cnn_jax.runtime.start`). GPU
+  and TPU keep XLA's own fusion decisions: the barrier was never measured to help there, and it
+  forbids fusions.
   """
   if jax.default_backend() != 'cpu':
     return x
