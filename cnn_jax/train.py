@@ -120,8 +120,14 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
   if not config.num_train_steps and not config.num_epochs > 0:
     raise ConfigError(f'config.num_epochs={config.num_epochs!r} trains nothing: set num_epochs > 0 '
                       'or num_train_steps > 0.')
-  group = config.model.get('bn_group_size')
-  if group and (group < 0 or config.batch_size % group):
+  group = config.model.get('bn_group_size')  # None: BatchNorm over the global batch
+  if group is not None and group < 1:
+    # ml_collections cannot set None from a flag: one group of the whole batch is the same thing.
+    raise ConfigError(f'config.model.bn_group_size={group} must be a positive divisor of the batch '
+                      f'size; BatchNorm over the global batch is None (the flag left out; in a '
+                      f'config file ml_collections.config_dict.placeholder(int)) or, as a flag, '
+                      f'--config.model.bn_group_size={config.batch_size} (one group).')
+  if group is not None and config.batch_size % group:
     raise ConfigError(f'config.model.bn_group_size={group} must divide the batch size '
                       f'{config.batch_size} (BatchNorm normalises groups of that many examples).')
 
