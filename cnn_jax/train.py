@@ -250,12 +250,12 @@ def make_train_step(setup: TrainSetup, config: ml_collections.ConfigDict):
     dropout_rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):
-      outputs, new_vars = setup.model.apply(
+      logits, new_vars = setup.model.apply(
           {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
-          mutable=['batch_stats'], rngs={'dropout': dropout_rng})
-      logits, aux_logits = outputs if isinstance(outputs, tuple) else (outputs, ())
+          mutable=['batch_stats', models.AUX_LOGITS], rngs={'dropout': dropout_rng})
       main_loss = cross_entropy(logits, batch['label'], smoothing).mean()
-      # Auxiliary classifiers (GoogLeNet) add their weighted losses during training only.
+      # Auxiliary classifiers (GoogLeNet) sow their logits in training; their weighted losses add.
+      aux_logits = jax.tree.leaves(new_vars.get(models.AUX_LOGITS, {}))  # aux1, aux2, ...
       aux_loss = sum(cross_entropy(a, batch['label'], smoothing).mean() for a in aux_logits)
       return main_loss + aux_weight * aux_loss, (main_loss, logits, new_vars.get('batch_stats', {}))
 
