@@ -124,8 +124,8 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
   if group is not None and group < 1:
     # ml_collections cannot set None from a flag: one group of the whole batch is the same thing.
     raise ConfigError(f'config.model.bn_group_size={group} must be a positive divisor of the batch '
-                      f'size; BatchNorm over the global batch is None (the flag left out; in a '
-                      f'config file ml_collections.config_dict.placeholder(int)) or, as a flag, '
+                      'size; BatchNorm over the global batch is None (the flag left out; in a '
+                      'config file ml_collections.config_dict.placeholder(int)) or, as a flag, '
                       f'--config.model.bn_group_size={config.batch_size} (one group).')
   if group is not None and config.batch_size % group:
     raise ConfigError(f'config.model.bn_group_size={group} must divide the batch size '
