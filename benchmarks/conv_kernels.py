@@ -41,6 +41,8 @@ def _median_ms(fn, runs: int = 7) -> float:
 
 def jax_worker(batch: int) -> dict:
   sys.path.insert(0, REPO)
+  from cnn_jax import runtime
+  runtime.start()
   import jax
   from cnn_jax.models import layers
   numbers = ('NHWC', 'HWIO', 'NHWC')

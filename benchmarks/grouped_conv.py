@@ -21,13 +21,13 @@ from typing import Iterator
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-import cnn_jax  # noqa: E402,F401  (sets XLA_FLAGS before jax starts its backend)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from jax import lax  # noqa: E402
 
+from cnn_jax import runtime  # noqa: E402
 from cnn_jax.models import get_model, layers  # noqa: E402
 
 # name -> (input size, batch): the papers' input sizes, batches small enough for 2 CPU cores.
@@ -84,6 +84,7 @@ def step_times(name: str, size: int, batch: int, steps: int, ours: bool) -> tupl
 
 
 def main() -> None:
+  runtime.start()
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--steps', type=int, default=2)
   parser.add_argument('--models', default=','.join(CASES))

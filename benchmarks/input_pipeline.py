@@ -72,6 +72,8 @@ def measure(recipe: str, steps: int, repeats: int) -> tuple[float, float, float]
 
 
 def main() -> None:
+  from cnn_jax import runtime
+  runtime.start()
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--recipes', default='default:resnet20_cifar,fashion_mnist.py:resnet20')
   parser.add_argument('--steps', type=int, default=8)

@@ -83,6 +83,9 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=3)
   parser.add_argument('--top', type=int, default=10, help='the slowest ops to list')
   args = parser.parse_args()
+  sys.path.insert(0, vs_pytorch.REPO)
+  from cnn_jax import runtime
+  runtime.start()
   import jax
   step, state, sums, images = vs_pytorch.jax_step(args.case)
   kinds = classify(step.lower(state, sums, images).compile().as_text())

@@ -21,12 +21,12 @@ from typing import Iterator
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..'))
 
-import cnn_jax  # noqa: E402,F401  (sets XLA_FLAGS before jax starts its backend)
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
+from cnn_jax import runtime  # noqa: E402
 from cnn_jax.models import get_model, layers  # noqa: E402
 
 MODES = ('barrier', 'no-barrier')
@@ -98,6 +98,7 @@ def measure(depth: int, barrier: bool, batch: int, steps: int) -> dict[str, floa
 
 
 def main() -> None:
+  runtime.start()
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--include-1202', action='store_true', help='also ResNet-1202 (minutes)')
   parser.add_argument('--batch', type=int, default=32)

@@ -74,6 +74,9 @@ def jax_step(case: str):
 
 def jax_worker(case: str, steps: int) -> dict:
   started = time.perf_counter()
+  sys.path.insert(0, REPO)
+  from cnn_jax import runtime
+  runtime.start()
   import jax
   step, state, sums, images = jax_step(case)
   batch = CASES[case][2]

@@ -31,7 +31,8 @@ import json, sys, time
 t0 = time.time()
 from absl import flags
 from ml_collections import config_flags
-from cnn_jax import train
+from cnn_jax import runtime, train
+runtime.start()
 import jax
 imported = time.time()
 config_flags.DEFINE_config_file('config')

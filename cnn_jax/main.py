@@ -12,7 +12,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import cnn_jax
-from cnn_jax import parallel
+from cnn_jax import parallel, runtime
 
 FLAGS = flags.FLAGS
 DEFAULT_CONFIG = 'configs/default.py'
@@ -30,6 +30,7 @@ flags.DEFINE_bool('override_lock', False, 'Take the workdir lock even from a run
 
 
 def main(argv):
+  runtime.start()  # before initialize_distributed starts the backend
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not FLAGS['verbosity'].present:  # orbax and tfds log every save and read at INFO

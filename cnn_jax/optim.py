@@ -41,7 +41,7 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
   sched = config.schedule
   base_lr = config.optimizer.learning_rate
   warmup = _to_steps([sched.warmup], sched.unit, steps_per_epoch)[0]
-  if sched.name in ('constant', 'plateau'):  # plateau: constant, times make_plateau's scale
+  if sched.name in ('constant', 'plateau'):  # plateau: constant, times make_plateau_tx's scale
     main = optax.constant_schedule(base_lr)
   elif sched.name == 'piecewise':
     boundaries = _to_steps(sched.boundaries, sched.unit, steps_per_epoch)
@@ -64,8 +64,9 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
   return optax.join_schedules([ramp, main], [warmup])
 
 
-def make_plateau(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs | None:
-  """"Divide by 10 when validation accuracy plateaus" (AlexNet, VGG), or None.
+def make_plateau_tx(config: ml_collections.ConfigDict
+                    ) -> optax.GradientTransformationExtraArgs | None:
+  """The transform behind "divide by 10 when validation accuracy plateaus" (AlexNet, VGG), or None.
 
   Driven by the validation error after each evaluation, not by the training loss: ``patience`` and
   ``cooldown`` count evaluations. Its state (the current scale) is part of the checkpoint.

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from cnn_jax import ConfigError
-from cnn_jax import models
+from cnn_jax import models, runtime
 
 _POOLS = ('max_pool', 'avg_pool')
 
@@ -326,6 +326,7 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
 
 
 def main(argv: Sequence[str]) -> None:
+  runtime.start()
   from absl import flags, logging
   logging.set_verbosity(logging.WARNING)   # JAX logs its backend search at INFO
   args = flags.FLAGS

@@ -5,6 +5,7 @@ It knows no model or data set by name: the registry builds the model, the pipeli
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -41,7 +42,9 @@ class TrainState:
   params: Any
   batch_stats: Any
   opt_state: Any
-  plateau: Any    # reduce_on_plateau state (its scale multiplies the updates), or () without it
+  # TrainSetup.plateau_tx's state (its scale multiplies the updates), or (); the checkpoints name
+  # the field, so it keeps its name
+  plateau: Any
   rng: jax.Array  # raw uint32 key; the step's dropout key is fold_in(rng, step)
 
 
@@ -62,20 +65,21 @@ EVAL_SUMS = ('loss', 'correct', 'correct_top5', 'count')
 
 
 # ---------------------------------------------------------------------------------------------
-# Setup: everything a user can get wrong is checked here, before anything compiles.
+# Set-up: everything a user can get wrong is checked here, before anything compiles.
 
 
-@flax.struct.dataclass
-class Setup:
-  model: nn.Module = flax.struct.field(pytree_node=False)
-  tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
-  plateau: Any = flax.struct.field(pytree_node=False)
-  schedule: Callable[[int], Any] = flax.struct.field(pytree_node=False)
-  info: pipeline.DatasetInfo = flax.struct.field(pytree_node=False)
-  mesh: Any = flax.struct.field(pytree_node=False)
-  local_batch: int = flax.struct.field(pytree_node=False)
-  layout: pipeline.ShardLayout = flax.struct.field(pytree_node=False)
-  total_steps: int = flax.struct.field(pytree_node=False)
+@dataclasses.dataclass(frozen=True)
+class TrainSetup:
+  """What :func:`build` makes of a config: the objects the steps close over (never traced)."""
+  model: nn.Module
+  tx: optax.GradientTransformation
+  plateau_tx: Optional[optax.GradientTransformationExtraArgs]  # reduce_on_plateau, or None
+  schedule: Callable[[int], Any]
+  info: pipeline.DatasetInfo
+  mesh: Any
+  local_batch: int
+  layout: pipeline.ShardLayout
+  total_steps: int
 
 
 # (field, test, what it must be): the ranges a value out of which is a ConfigError.
@@ -116,8 +120,14 @@ def check_ranges(config: ml_collections.ConfigDict) -> None:
   if not config.num_train_steps and not config.num_epochs > 0:
     raise ConfigError(f'config.num_epochs={config.num_epochs!r} trains nothing: set num_epochs > 0 '
                       'or num_train_steps > 0.')
-  group = config.model.get('bn_group_size')
-  if group and (group < 0 or config.batch_size % group):
+  group = config.model.get('bn_group_size')  # None: BatchNorm over the global batch
+  if group is not None and group < 1:
+    # ml_collections cannot set None from a flag: one group of the whole batch is the same thing.
+    raise ConfigError(f'config.model.bn_group_size={group} must be a positive divisor of the batch '
+                      'size; BatchNorm over the global batch is None (the flag left out; in a '
+                      'config file ml_collections.config_dict.placeholder(int)) or, as a flag, '
+                      f'--config.model.bn_group_size={config.batch_size} (one group).')
+  if group is not None and config.batch_size % group:
     raise ConfigError(f'config.model.bn_group_size={group} must divide the batch size '
                       f'{config.batch_size} (BatchNorm normalises groups of that many examples).')
 
@@ -162,7 +172,7 @@ def use_compilation_cache(config: ml_collections.ConfigDict) -> Optional[str]:
 
 
 def build(config: ml_collections.ConfigDict,
-          info: Optional[pipeline.DatasetInfo] = None) -> Setup:
+          info: Optional[pipeline.DatasetInfo] = None) -> TrainSetup:
   """Validates the config and builds model, optimiser and data facts; raises ConfigError.
 
   ``info`` replaces the data set's facts for callers that bring their own batches (benchmarks);
@@ -187,11 +197,11 @@ def build(config: ml_collections.ConfigDict,
   total_steps = config.num_train_steps or int(config.num_epochs * steps_per_epoch)
   schedule = optim.make_schedule(config, steps_per_epoch, total_steps)
   tx = optim.make_optimizer(config, schedule)
-  return Setup(model, tx, optim.make_plateau(config), schedule, info, mesh, local_batch, layout,
-               total_steps)
+  return TrainSetup(model, tx, optim.make_plateau_tx(config), schedule, info, mesh, local_batch,
+                    layout, total_steps)
 
 
-def init_state(setup: Setup, seed: int) -> TrainState:
+def init_state(setup: TrainSetup, seed: int) -> TrainState:
   """Initialises the state op by op (:mod:`op_by_op`), then replicates it over the mesh.
 
   Not jitted: XLA inlines one threefry per parameter, so a jitted init of a deep net compiles for
@@ -201,7 +211,7 @@ def init_state(setup: Setup, seed: int) -> TrainState:
                             setup.mesh)
 
 
-def abstract_state(setup: Setup, seed: int) -> TrainState:
+def abstract_state(setup: TrainSetup, seed: int) -> TrainState:
   """The shapes, dtypes and shardings of :func:`init_state`'s result, without computing it: the
   target a checkpoint is restored into."""
   replicated = parallel.replicated(setup.mesh)
@@ -209,14 +219,15 @@ def abstract_state(setup: Setup, seed: int) -> TrainState:
                       jax.eval_shape(functools.partial(_initial_state, setup), seed))
 
 
-def _initial_state(setup: Setup, seed: int) -> TrainState:
+def _initial_state(setup: TrainSetup, seed: int) -> TrainState:
   params_rng, dropout_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
   image = jnp.zeros((1,) + setup.info.image_shape, jnp.float32)
   variables = setup.model.init({'params': params_rng, 'dropout': dropout_rng}, image, train=False)
   params = variables['params']
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     batch_stats=variables.get('batch_stats', {}), opt_state=setup.tx.init(params),
-                    plateau=setup.plateau.init(params) if setup.plateau else (), rng=state_rng)
+                    plateau=setup.plateau_tx.init(params) if setup.plateau_tx else (),
+                    rng=state_rng)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -229,7 +240,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, label_smoothing: float =
   return optax.softmax_cross_entropy(logits.astype(jnp.float32), targets)
 
 
-def make_train_step(setup: Setup, config: ml_collections.ConfigDict):
+def make_train_step(setup: TrainSetup, config: ml_collections.ConfigDict):
   """Returns the jitted ``(state, sums, batch) -> (state, sums)``; state and sums are donated."""
   aux_weight = config.loss.aux_weight
   smoothing = config.loss.label_smoothing
@@ -239,18 +250,18 @@ def make_train_step(setup: Setup, config: ml_collections.ConfigDict):
     dropout_rng = jax.random.fold_in(state.rng, state.step)
 
     def loss_fn(params):
-      outputs, new_vars = setup.model.apply(
+      logits, new_vars = setup.model.apply(
           {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
-          mutable=['batch_stats'], rngs={'dropout': dropout_rng})
-      logits, aux_logits = outputs if isinstance(outputs, tuple) else (outputs, ())
+          mutable=['batch_stats', models.AUX_LOGITS], rngs={'dropout': dropout_rng})
       main_loss = cross_entropy(logits, batch['label'], smoothing).mean()
-      # Auxiliary classifiers (GoogLeNet) add their weighted losses during training only.
+      # Auxiliary classifiers (GoogLeNet) sow their logits in training; their weighted losses add.
+      aux_logits = jax.tree.leaves(new_vars.get(models.AUX_LOGITS, {}))  # aux1, aux2, ...
       aux_loss = sum(cross_entropy(a, batch['label'], smoothing).mean() for a in aux_logits)
       return main_loss + aux_weight * aux_loss, (main_loss, logits, new_vars.get('batch_stats', {}))
 
     grads, (main_loss, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
-    if setup.plateau:
+    if setup.plateau_tx:
       updates = jax.tree.map(lambda u: u * state.plateau.scale, updates)
     params = optax.apply_updates(state.params, updates)
     new = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
@@ -275,7 +286,7 @@ def make_train_step(setup: Setup, config: ml_collections.ConfigDict):
                  donate_argnums=(0, 1))
 
 
-def make_eval_step(setup: Setup):
+def make_eval_step(setup: TrainSetup):
   """Returns the jitted ``(state, sums, batch) -> sums``; padded examples (mask 0) count nothing."""
   top_k = min(5, setup.info.num_classes)
 
@@ -300,22 +311,22 @@ def make_eval_step(setup: Setup):
   return jax.jit(eval_step, in_shardings=(repl, repl, data), out_shardings=repl, donate_argnums=(1,))
 
 
-def make_plateau_step(setup: Setup):
+def make_plateau_step(setup: TrainSetup):
   """Returns the jitted ``(state, validation_error) -> state`` that feeds reduce_on_plateau."""
   def plateau_step(state: TrainState, error: jax.Array) -> TrainState:
-    _, plateau = setup.plateau.update(jax.tree.map(jnp.zeros_like, state.params), state.plateau,
-                                      value=error)
+    _, plateau = setup.plateau_tx.update(jax.tree.map(jnp.zeros_like, state.params),
+                                         state.plateau, value=error)
     return state.replace(plateau=plateau)
   repl = parallel.replicated(setup.mesh)
   return jax.jit(plateau_step, in_shardings=(repl, None), out_shardings=repl, donate_argnums=(0,))
 
 
-def learning_rate(setup: Setup, state: TrainState, step: int) -> float:
-  scale = float(state.plateau.scale) if setup.plateau else 1.0
+def learning_rate(setup: TrainSetup, state: TrainState, step: int) -> float:
+  scale = float(state.plateau.scale) if setup.plateau_tx else 1.0
   return float(setup.schedule(step)) * scale
 
 
-def evaluate(setup: Setup, config: ml_collections.ConfigDict, eval_step, state: TrainState,
+def evaluate(setup: TrainSetup, config: ml_collections.ConfigDict, eval_step, state: TrainState,
              role: str = 'eval') -> dict:
   """Metrics over the whole ``role`` split: 'eval' (the test split) or 'validation'."""
   sums = parallel.replicate(_zero_metrics(EVAL_SUMS), setup.mesh)
@@ -333,7 +344,8 @@ def evaluate(setup: Setup, config: ml_collections.ConfigDict, eval_step, state: 
 # The loop
 
 
-def eval_roles(setup: Setup, config: ml_collections.ConfigDict, final: bool) -> tuple[str, ...]:
+def eval_roles(setup: TrainSetup, config: ml_collections.ConfigDict,
+               final: bool) -> tuple[str, ...]:
   """The splits an evaluation covers; the first one selects models and drives plateau. With
   ``config.final_test_only`` and a validation split, the test split waits for the last step."""
   if not setup.info.num_validation:
@@ -405,7 +417,8 @@ def _hold_lock(workdir: str, override: bool) -> Optional[workdir_lib.Lock]:
   return lock
 
 
-def _divergence(setup: Setup, manager, workdir: str, state: TrainState, sums: dict) -> RunError:
+def _divergence(setup: TrainSetup, manager, workdir: str, state: TrainState,
+                sums: dict) -> RunError:
   first = int(jax.device_get(sums['first_nonfinite']))
   checkpoint.wait(manager)  # the saves in flight are finite: they were checked before saving
   latest = manager.latest_step()
@@ -443,22 +456,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
       lock.release()
 
 
-def make_steps(setup: Setup, config: ml_collections.ConfigDict) -> tuple[Callable, ...]:
+def make_steps(setup: TrainSetup, config: ml_collections.ConfigDict) -> tuple[Callable, ...]:
   """The train, eval and (with plateau) plateau steps, as :class:`executables.CachedStep`: a
   warm start reads their executables in the background from here on."""
   cache = executables.directory(jax.config.jax_compilation_cache_dir)
-  # with the config and the mesh, everything a Setup is built from
+  # with the config and the mesh, everything a TrainSetup is built from
   facts = (setup.model, setup.info, setup.local_batch, setup.layout.steps_per_epoch,
            setup.total_steps)
   steps = {'train_step': make_train_step(setup, config), 'eval_step': make_eval_step(setup),
-           'plateau_step': make_plateau_step(setup) if setup.plateau else None}
+           'plateau_step': make_plateau_step(setup) if setup.plateau_tx else None}
   digest = executables.program_digest(config, setup.mesh, *facts)  # once for all three
   return tuple(step and executables.CachedStep(
       step, executables.step_key(name, config, setup.mesh, digest=digest), cache)
       for name, step in steps.items())
 
 
-def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manager,
+def _train(setup: TrainSetup, config: ml_collections.ConfigDict, workdir: str, manager,
            changes: list[str], lock: Optional[workdir_lib.Lock], signals: StopSignals) -> dict:
   train_step, eval_step, plateau_step = make_steps(setup, config)
   sums = parallel.replicate(zero_train_sums(), setup.mesh)
@@ -527,7 +540,7 @@ def _train(setup: Setup, config: ml_collections.ConfigDict, workdir: str, manage
         eval_start = time.time()
         roles = eval_roles(setup, config, final=final)
         results = {role: evaluate(setup, config, eval_step, state, role) for role in roles}
-        if setup.plateau:  # model selection reads the validation split when there is one
+        if setup.plateau_tx:  # model selection reads the validation split when there is one
           state = plateau_step(state, jnp.float32(1.0 - results[roles[0]]['accuracy']))
         for role, metrics in results.items():
           reporter.write(step, role, metrics)

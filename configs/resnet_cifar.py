@@ -14,9 +14,11 @@ from configs import default
 
 def get_config(depth: str = '20') -> ml_collections.ConfigDict:
   config = default.get_config()
-  config.model = ml_collections.ConfigDict({'name': 'resnet_cifar', 'depth': int(depth), 'width': 16,
-                                            'residual': True, 'survival_prob_last': 1.0,
-                                            'bn_group_size': 0})  # 0: BatchNorm over the global batch
+  config.model = ml_collections.ConfigDict({
+      'name': 'resnet_cifar', 'depth': int(depth), 'width': 16, 'residual': True,
+      'survival_prob_last': 1.0,
+      # None: BatchNorm over the global batch; a placeholder, so that a flag can set a group size
+      'bn_group_size': ml_collections.config_dict.placeholder(int)})
   config.data.train_ops = 'resize(32) | pad_random_crop(4) | normalize(mean=0.3, std=0.4)'
   config.optimizer.learning_rate = 0.1
   config.optimizer.weight_decay = 1e-4

@@ -37,7 +37,7 @@ if __package__ in (None, ''):  # python experiments/report.py
 from absl import app, flags, logging
 
 from experiments import runner
-from cnn_jax import run_files
+from cnn_jax import run_files, runtime
 from experiments.definitions import SEED, format_value
 
 METRICS = ('final_train_error', 'final_validation_error', 'best_validation_error',
@@ -520,6 +520,7 @@ def write_hparams(directory: str, sweep: Mapping[str, Any], points: Sequence[dic
 
 
 def main(argv: Sequence[str]) -> None:
+  runtime.start()  # the report sizes models with JAX (cnn_jax.summary)
   if not flags.FLAGS['verbosity'].present:  # tfds logs every data set read at INFO
     logging.set_verbosity(logging.WARNING)
   if len(argv) != 2:

@@ -25,6 +25,7 @@ if __package__ in (None, ''):  # python experiments/sweep.py
 
 from absl import app, flags, logging
 
+from cnn_jax import runtime
 from experiments import definitions, runner
 from experiments.definitions import SweepError
 
@@ -163,6 +164,7 @@ def _stop(signum: int, frame) -> None:
 
 
 def main(argv: list[str]) -> None:
+  runtime.start()  # the points run in their own processes; the report sizes models here
   if not FLAGS['verbosity'].present:  # tfds logs every data set read at INFO
     logging.set_verbosity(logging.WARNING)
   signal.signal(signal.SIGTERM, _stop)

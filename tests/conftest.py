@@ -24,6 +24,10 @@ os.environ.setdefault('TF_USE_LEGACY_KERAS', '1')
 TEST_XLA_FLAGS = '--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false'
 os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {TEST_XLA_FLAGS}".strip()
 
+from cnn_jax import runtime  # noqa: E402  (pytest.ini puts the repository on sys.path)
+
+runtime.start()  # as every entry point does: the project's flags join the tests' own
+
 
 # The minute-long tests start first, so that the two xdist workers end on short tests instead of
 # one worker finishing a long one alone (measured in the 2-worker run: 50-70 s each).

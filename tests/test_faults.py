@@ -352,6 +352,9 @@ def test_resuming_with_a_changed_recipe_stops_unless_accepted(data_dir, tmp_path
     (dict(keep_checkpoints=0), r'config.keep_checkpoints=0 must be >= 1'),
     (dict(model__name='resnet_cifar', model__depth=8, model__bn_group_size=24),
      r'bn_group_size=24 must divide the batch size 64'),
+    # None is the global batch; 0 (what a flag can say) names the ways to ask for it
+    (dict(model__name='resnet_cifar', model__depth=8, model__bn_group_size=0),
+     r'bn_group_size=0 must be a positive divisor .* None .* --config.model.bn_group_size=64 '),
 ])
 def test_values_no_run_can_use_are_caught_before_compiling(data_dir, overrides, message):
   config = small_config(data_dir)

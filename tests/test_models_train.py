@@ -28,9 +28,9 @@ def _setup(name, kwargs, shape, num_classes, aux_weight=0.3):
   model = models.get_model(name, num_classes=num_classes, **kwargs)
   schedule = optax.constant_schedule(1e-3)
   from cnn_jax import optim
-  setup = train.Setup(model=model, tx=optim.make_optimizer(config, schedule), plateau=None,
-                      schedule=schedule, info=pipeline.DatasetInfo(num_classes, shape, 8, 8),
-                      mesh=parallel.make_mesh(), local_batch=8, layout=None, total_steps=10)
+  setup = train.TrainSetup(model=model, tx=optim.make_optimizer(config, schedule), plateau_tx=None,
+                           schedule=schedule, info=pipeline.DatasetInfo(num_classes, shape, 8, 8),
+                           mesh=parallel.make_mesh(), local_batch=8, layout=None, total_steps=10)
   return setup, config
 
 

@@ -59,7 +59,8 @@ def test_googlenet_aux_heads_are_listed_as_not_run_at_evaluation():
   train_rows = {r['name']: r for r in train['layers']}
   assert train_rows['aux1/avg_pool1']['output_shape'] == [4, 4, 512]
   assert train_rows['aux2/conv']['macs'] == 4 * 4 * 128 * 528
-  assert train['output_shape'] == [[1000], [[1000], [1000]]]
+  assert train['output_shape'] == [1000]   # the logits; the heads' own are their fc2 rows
+  assert train_rows['aux1/fc2']['output_shape'] == train_rows['aux2/fc2']['output_shape'] == [1000]
 
 
 def test_model_kwargs_and_input_shape_reach_the_model():

@@ -58,23 +58,24 @@ def test_eight_devices_give_the_same_loss_curve_as_one(data_dir, tmp_path):
           '--config.num_train_steps=12', '--config.log_every_steps=1', '--config.batch_size=32']
   curves = {}
   # Default XLA flags: at optimisation level 0 the 1- and 8-device curves part sooner.
-  # BatchNorm over the global batch (default), and over groups of 4 examples, one group per device
-  # as the papers' per-GPU statistics.
-  for devices, group in ((1, 0), (8, 0), (8, 4)):
+  # BatchNorm over the global batch (default, None), and over groups of 4 examples, one group per
+  # device as the papers' per-GPU statistics.
+  for devices, group in ((1, None), (8, None), (8, 4)):
     workdir = str(tmp_path / f'd{devices}_g{group}')
-    result = run_main(args + [f'--workdir={workdir}', f'--config.model.bn_group_size={group}'],
+    group_flag = [f'--config.model.bn_group_size={group}'] if group else []
+    result = run_main(args + [f'--workdir={workdir}', *group_flag],
                       devices=devices, data_dir=data_dir, as_users_run=True)
     assert result.returncode == 0, result.stderr[-3000:]
     curves[devices, group] = np.array([r['loss'] for r in _read_metrics(workdir, 'train')])
-  assert len(curves[1, 0]) == 12
+  assert len(curves[1, None]) == 12
   # The two runs sum in different orders, and training amplifies the rounding about tenfold every two
   # steps (measured: 1e-7 at step 5, 3e-5 at step 8, 1.2e-3 to 2.8e-3 at step 12 on two CPUs), so
   # the first six steps must agree to float32 rounding and the rest only closely.
-  np.testing.assert_allclose(curves[8, 0][:6], curves[1, 0][:6], rtol=1e-5)
-  np.testing.assert_allclose(curves[8, 0], curves[1, 0], rtol=2e-2)
+  np.testing.assert_allclose(curves[8, None][:6], curves[1, None][:6], rtol=1e-5)
+  np.testing.assert_allclose(curves[8, None], curves[1, None], rtol=2e-2)
   # Per-device statistics train too, on a curve that differs from the first step on.
   assert np.all(np.isfinite(curves[8, 4])) and curves[8, 4][-1] < curves[8, 4][0]
-  assert np.all(np.abs(curves[8, 4][:6] / curves[8, 0][:6] - 1) > 1e-3)
+  assert np.all(np.abs(curves[8, 4][:6] / curves[8, None][:6] - 1) > 1e-3)
 
 
 class _Interrupt(Exception):

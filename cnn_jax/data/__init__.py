@@ -67,14 +67,6 @@ def normalize_presets() -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]
   return presets
 
 
-def _hide_accelerators_from_tensorflow() -> None:
-  """TensorFlow only feeds data here; it must never claim accelerator memory that JAX needs."""
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  tf.config.set_visible_devices([], 'GPU')
-
-
-_hide_accelerators_from_tensorflow()
-
 # Register the offline tfds builders.
 from cnn_jax.data import digits as _digits  # noqa: E402,F401
 from cnn_jax.data import fashion_mnist as _fashion_mnist  # noqa: E402,F401

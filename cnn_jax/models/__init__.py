@@ -1,9 +1,10 @@
 """Model registry: every architecture is looked up here by a short name.
 
-A model is a Flax linen module called as ``model.apply(variables, images, train=bool)``. It returns
-logits of shape ``[batch, num_classes]``; a model with auxiliary heads (GoogLeNet) returns
-``(logits, (aux_logits, ...))`` in training mode only. BatchNorm statistics live in the
-``batch_stats`` collection and dropout (and stochastic depth) draw from the ``dropout`` RNG.
+A model is a Flax linen module called as ``model.apply(variables, images, train=bool)``. Every model
+returns logits of shape ``[batch, num_classes]``, in every mode. Auxiliary heads (GoogLeNet) sow
+their logits into the :data:`AUX_LOGITS` collection in training, which a caller reads by making it
+mutable (the trainer adds their weighted losses). BatchNorm statistics live in the ``batch_stats``
+collection and dropout (and stochastic depth) draw from the ``dropout`` RNG.
 
 Families register their variants with :func:`register`; a variant is a name plus fixed
 constructor arguments, never a copy of code, and its facts (:class:`ModelInfo`: input shape, paper,
@@ -81,6 +82,9 @@ class ModelInfo:
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _INFO: dict[str, ModelInfo] = {}
+
+# Auxiliary classifiers sow their logits here, in training: {head: {'logits': (logits,)}}.
+AUX_LOGITS = 'aux_logits'
 
 
 def register(name: str, factory: Callable[..., nn.Module], *, input_shape: Sequence[int],

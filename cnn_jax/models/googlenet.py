@@ -13,9 +13,10 @@ uses the AlexNet constants; weights use Flax's default fan-in scaling (the varia
 reference model's "xavier" filler), biases 0.
 
 Auxiliary classifiers on the outputs of 4a and 4d (5x5/3 average pool -> 1x1 conv 128 + ReLU ->
-fc 1024 + ReLU -> dropout 0.7 -> linear) run in training only: ``train=True`` returns
-``(logits, (aux1_logits, aux2_logits))``, ``train=False`` returns ``logits``. Their parameters are
-created by ``init`` whatever its ``train`` flag, so an evaluation-mode init can be trained later.
+fc 1024 + ReLU -> dropout 0.7 -> linear) run in training only, sowing their logits into the
+``models.AUX_LOGITS`` collection (``{'aux1': {'logits': (logits,)}, 'aux2': ...}``); the model
+returns the main logits in every mode. Their parameters are created by ``init`` whatever its
+``train`` flag, so an evaluation-mode init can be trained later.
 
 Parameters, by hand from the table (weights + biases of each convolution; the table's own column
 rounds differently and sums to 6.8M):
@@ -35,14 +36,14 @@ The sheet's "about 5M" is the paper's text; its table gives 6.8M, the auxiliary 
 from __future__ import annotations
 
 import functools
-from typing import Any, Union
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from cnn_jax import ConfigError
-from cnn_jax.models import IMAGENET_INPUT, Published, Smoke, layers, register
+from cnn_jax.models import AUX_LOGITS, IMAGENET_INPUT, Published, Smoke, layers, register
 
 # (1x1, 3x3 reduce, 3x3, 5x5 reduce, 5x5, pool projection) of each module, the paper's table 1.
 MODULES: dict[str, tuple[int, int, int, int, int, int]] = {
@@ -86,7 +87,8 @@ class Inception(nn.Module):
 
 
 class AuxHead(nn.Module):
-  """5x5/3 average pool -> 1x1 conv 128 -> fc 1024 -> dropout 0.7 -> linear."""
+  """5x5/3 average pool -> 1x1 conv 128 -> fc 1024 -> dropout 0.7 -> linear; in training its logits
+  are sown into the AUX_LOGITS collection."""
   num_classes: int
   dropout_rate: float = 0.7
   dtype: Any = jnp.float32
@@ -102,7 +104,10 @@ class AuxHead(nn.Module):
     x = x.reshape(x.shape[0], -1)
     x = nn.relu(nn.Dense(1024, dtype=self.dtype, name='fc1')(x))
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc2')(x).astype(jnp.float32)
+    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='fc2')(x).astype(jnp.float32)
+    if train and not self.is_initializing():  # init's variables get no logits collection
+      self.sow(AUX_LOGITS, 'logits', logits)
+    return logits
 
 
 class GoogLeNet(nn.Module):
@@ -119,8 +124,7 @@ class GoogLeNet(nn.Module):
     super().__post_init__()
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False
-               ) -> Union[jax.Array, tuple[jax.Array, tuple[jax.Array, jax.Array]]]:
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     conv = functools.partial(conv_relu, dtype=self.dtype)
     pool = lambda y: nn.max_pool(y, (3, 3), (2, 2), padding='SAME')
     x = x.astype(self.dtype)
@@ -131,23 +135,18 @@ class GoogLeNet(nn.Module):
 
     # The heads run at init whatever ``train`` is, so that their parameters always exist.
     run_aux = self.aux_heads and (train or self.is_initializing())
-    aux_logits = []
     for module, widths in MODULES.items():
       if module in _POOL_BEFORE:
         x = pool(x)
       x = Inception(widths, dtype=self.dtype, name=f'inception{module}')(x)
       if run_aux and module in _AUX_AFTER:
-        head = AuxHead(self.num_classes, self.aux_dropout_rate, dtype=self.dtype,
-                       name=f'aux{len(aux_logits) + 1}')
-        aux_logits.append(head(x, train))
+        AuxHead(self.num_classes, self.aux_dropout_rate, dtype=self.dtype,
+                name=f'aux{_AUX_AFTER.index(module) + 1}')(x, train)
 
     x = nn.avg_pool(x, x.shape[1:3])  # the paper's 7x7 average pool, for any map size
     x = x.reshape(x.shape[0], -1)
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-    logits = nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
-    if self.aux_heads and train:
-      return logits, tuple(aux_logits)
-    return logits
+    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
 
 
 register('googlenet', GoogLeNet, input_shape=IMAGENET_INPUT,

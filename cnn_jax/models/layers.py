@@ -20,7 +20,7 @@ he_normal_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
 
 
 class BatchNorm(nn.Module):
-  """BatchNorm over the global batch (default) or over groups of ``group_size`` examples.
+  """BatchNorm over the global batch (``group_size=None``) or over groups of ``group_size`` examples.
 
   Under ``jax.jit`` with the batch sharded over a mesh, a mean over the batch axis is a mean over
   the global batch: XLA inserts the all-reduce. ``group_size`` reproduces per-GPU statistics of the
@@ -36,6 +36,8 @@ class BatchNorm(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    if self.group_size is not None:  # the models' bn_group_size
+      check_positive_int('bn_group_size (None: statistics over the global batch)', self.group_size)
     features = x.shape[-1]
     scale = self.param('scale', self.scale_init, (features,), jnp.float32)
     bias = self.param('bias', nn.initializers.zeros, (features,), jnp.float32)
@@ -46,7 +48,7 @@ class BatchNorm(nn.Module):
     else:
       x32 = x.astype(jnp.float32)
       batch = x.shape[0]
-      group = self.group_size or batch
+      group = batch if self.group_size is None else self.group_size
       if batch % group:
         raise ValueError(f'BatchNorm group_size {group} does not divide the batch of {batch}')
       grouped = x32.reshape((batch // group, group) + x.shape[1:])
@@ -210,8 +212,9 @@ def checkpoint_block_output(x: jax.Array) -> jax.Array:
   XLA:CPU otherwise re-fuses the whole chain of residual adds into every backward fusion, so a deep
   ResNet's step time grows quadratically with depth (``benchmarks/resnet_depth.py``: ResNet-110's
   step 1.96x and its compile 2.33x slower without it). The barrier survives only with
-  ``--xla_disable_hlo_passes=cse_barrier_expander`` (set in :mod:`cnn_jax`). GPU and TPU keep XLA's
-  own fusion decisions: the barrier was never measured to help there, and it forbids fusions.
+  ``--xla_disable_hlo_passes=cse_barrier_expander`` (set by :func:`cnn_jax.runtime.start`). GPU
+  and TPU keep XLA's own fusion decisions: the barrier was never measured to help there, and it
+  forbids fusions.
   """
   if jax.default_backend() != 'cpu':
     return x

@@ -80,6 +80,13 @@ def test_kernel_gradient_chunks_follow_the_map_size():
   assert chunk((8, 56, 56, 256), 56 * 56) == 2         # never fewer than 2 examples a chunk
 
 
+@pytest.mark.parametrize('group_size', [0, -2])
+def test_batch_norm_group_size_is_none_or_positive(group_size):
+  with pytest.raises(ConfigError, match=r'bn_group_size \(None: statistics over the global batch\) '
+                                        r'must be a positive integer'):
+    layers.BatchNorm(group_size=group_size).init(jax.random.PRNGKey(0), jnp.ones((4, 3)), train=True)
+
+
 @pytest.mark.parametrize('group_size', [None, 2])
 def test_batch_norm_normalises_each_group_and_updates_the_running_statistics(group_size):
   x = 3.0 + 2.0 * jax.random.normal(jax.random.PRNGKey(0), (4, 5, 5, 3))

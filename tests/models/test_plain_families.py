@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cnn_jax import ConfigError
-from cnn_jax.models import get_model, info, layers
+from cnn_jax.models import AUX_LOGITS, get_model, info, layers
 from cnn_jax.models.layers import AdaptiveAvgPool
 from cnn_jax.models.googlenet import Inception
 from cnn_jax.summary import summarize
@@ -205,21 +205,30 @@ def test_googlenet_stem_and_cost():
   assert abs(summary['totals']['macs'] / 1e9 - 1.5) / 1.5 < 0.06    # "1.5 billion multiply-adds"
 
 
-def test_googlenet_aux_logits_only_in_training():
+def test_googlenet_returns_logits_and_sows_aux_logits_only_in_training():
   model = get_model('googlenet')
   x = jnp.zeros((2, 224, 224, 3))
   variables = abstract_variables(model, x.shape)   # an eval-mode init creates the heads too
   assert {'aux1', 'aux2'} <= set(variables['params'])
-  eval_out = jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
-  assert isinstance(eval_out, jax.ShapeDtypeStruct) and eval_out.shape == (2, 1000)
-  logits, aux = jax.eval_shape(lambda v: model.apply(v, x, train=True, rngs=RNGS), variables)
-  assert logits.shape == (2, 1000)
-  assert [a.shape for a in aux] == [(2, 1000), (2, 1000)]
-  assert all(a.dtype == jnp.float32 for a in aux)
+  assert set(variables) == {'params'}              # no logits collection in the variables
+  assert AUX_LOGITS not in abstract_variables(model, x.shape, train=True)
+
+  def apply(model, variables, train):
+    return jax.eval_shape(lambda v: model.apply(v, x, train=train, rngs=RNGS, mutable=[AUX_LOGITS]),
+                          variables)
+
+  for train in (False, True):  # one output contract: logits in every mode
+    logits, collections = apply(model, variables, train)
+    assert isinstance(logits, jax.ShapeDtypeStruct) and logits.shape == (2, 1000)
+    if not train:
+      assert not collections.get(AUX_LOGITS)
+  aux = collections[AUX_LOGITS]
+  assert sorted(aux) == ['aux1', 'aux2'] and all(set(head) == {'logits'} for head in aux.values())
+  assert [a.shape for a in jax.tree.leaves(aux)] == [(2, 1000), (2, 1000)]
+  assert all(a.dtype == jnp.float32 for a in jax.tree.leaves(aux))
   no_aux = get_model('googlenet', aux_heads=False)
-  out = jax.eval_shape(lambda v: no_aux.apply(v, x, train=True, rngs=RNGS),
-                       abstract_variables(no_aux, x.shape))
-  assert isinstance(out, jax.ShapeDtypeStruct)
+  logits, collections = apply(no_aux, abstract_variables(no_aux, x.shape), True)
+  assert logits.shape == (2, 1000) and not collections.get(AUX_LOGITS)
 
 
 def test_googlenet_aux_heads_need_a_big_enough_map():
