@@ -19,7 +19,7 @@ stops improving (three times), about 90 epochs.
 
 Departures: crops are 227x227, the size the layer arithmetic needs (the paper says 224); the
 per-channel mean replaces the mean image; "stops improving" is made concrete as: no decrease of
-the validation error by 0.1% (schedule.plateau_min_delta) over 5 epochs (schedule.patience, not in
+the validation error by 0.1% (schedule.plateau_min_delta 1e-3) over 5 epochs (schedule.patience, not in
 the paper), at most three cuts (min_scale 1e-3). Weight decay skips the biases (as the Caffe
 reference model; the paper's update rule does not say).
 """

@@ -148,17 +148,22 @@ class Paper:
     applies it and the docstring states each of its numbers.
   targets: the paper's test/validation error %, label -> figure written as the docstring and the
     README's recipe table write it ('27.0/8.8' = top-1/top-5).
-  variants: arguments -> the fields they resolve to beyond ``recipe`` ('' = the default): the
-    model and data set of each variant and its own numbers (warm-up, dropout), which get_config
-    takes from the same module constants.
+  variants: arguments -> the fields they resolve to beyond ``recipe``: '' is the default (its
+    model and data set), every other entry what those arguments change in it (a variant that
+    names another model.name keeps none of the default's model fields). get_config takes the
+    variants' own numbers (warm-up, dropout) from the same module constants.
   """
   recipe: Fields
   targets: Mapping[str, str]
   variants: Mapping[str, Fields] = dataclasses.field(default_factory=dict)
 
-  def fields(self, args: str) -> dict[str, Any]:
-    """What ``get_config(args)`` resolves to, for ``args`` in ``variants``."""
-    return {**SHARED, **self.recipe, **self.variants[args]}
+  def fields(self, args: str = '') -> dict[str, Any]:
+    """What ``get_config(args)`` resolves to (at least), for '' and the keys of ``variants``."""
+    default = dict(self.variants.get('', {}))
+    variant = self.variants[args] if args else {}
+    if 'model.name' in variant:  # another model: the default's model fields are not its
+      default = {k: v for k, v in default.items() if not k.startswith('model.')}
+    return {**SHARED, **self.recipe, **default, **variant}
 
 
 def apply(config: ml_collections.ConfigDict, fields: Fields) -> None:

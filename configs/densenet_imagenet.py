@@ -13,7 +13,7 @@ Recipe: SGD with Nesterov momentum 0.9 (no dampening), weight decay 1e-4, batch 
 lr 0.1 divided by 10 at epochs 30 and 60 (the paper; the sheet gives batch and length only);
 the augmentation of fb.resnet.torch, which the paper adopts: scale and aspect-ratio crops
 (inception_crop, 8-100% area), flips, AlexNet colour noise; single-crop test: 224 centre of the
-image resized to 256.
+image resized to 256; bottleneck layers and compression 0.5 (the BC of DenseNet-BC).
 
 Departures: fb.resnet.torch's colour jitter (brightness, contrast, saturation 0.4) is not
 implemented.

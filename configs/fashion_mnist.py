@@ -118,8 +118,9 @@ PAPER = common.Paper(
             'model.depth': 56, 'model.residual': False, 'data.train_size': 20000, **PAPERS_LENGTH},
         'resnet110,survival=0.5,steps=64000': {
             'model.depth': 110, 'model.survival_prob_last': 0.5, **PAPERS_LENGTH, **WARMUP},
-        'resnet110,steps=3200': {'num_train_steps': 3200, 'schedule.boundaries': (1600, 2400),
-                                 **WARMUP, 'schedule.warmup': 200},
+        'resnet110,steps=3200': {'model.depth': 110, 'num_train_steps': 3200,
+                                 'schedule.boundaries': (1600, 2400),
+                                 **WARMUP, 'schedule.warmup': 200},  # 1/16 of the run
         'wrn-28-10,steps=1000,validation=0': {
             'model.name': 'wrn', 'model.depth': 28, 'model.widen_factor': 10,
             'model.dropout_rate': 0.0, **WRN, 'num_train_steps': 1000,

@@ -42,7 +42,8 @@ PAPER = common.Paper(
         'schedule.decay_factor': 0.1,
     },
     targets={'110': '5.25', '1202': '4.91'},
-    variants={'': {'data.name': 'cifar10', 'model.depth': 110, 'model.survival_prob_last': SURVIVAL},
+    variants={'': {'data.name': 'cifar10', 'model.depth': 110,
+                   'model.survival_prob_last': SURVIVAL},
               '1202': {'model.depth': 1202}})
 
 

@@ -23,8 +23,9 @@ initialisation of B-E from a trained A (the paper notes Glorot-style init works 
 the input is normalised by the per-channel mean and std (not only the mean RGB) to keep the
 activations at unit scale. Evaluation is the centre 224 crop at Q instead of the paper's dense
 (fully-convolutional) evaluation. "Stops improving" = no 0.1% gain over 5 epochs (not in the
-paper). S=384 nets were initialised from the S=256 net with lr 1e-3 in the paper; here they
-train from scratch with the same recipe.
+paper; schedule.plateau_min_delta 1e-3, patience 5; at most three cuts: min_scale 1e-3). S=384
+nets were initialised from the S=256 net with lr 1e-3 in the paper; here they train from scratch
+with the same recipe.
 """
 import ml_collections
 

@@ -16,9 +16,10 @@ the learning rate annealed by hand when the validation error plateaus, 70 epochs
 
 Departures: the paper's renormalisation of conv filters whose RMS exceeds 0.1 is not implemented.
 Training crops are random 224 windows of the 256x256 image (the paper samples among the 10 fixed
-sub-crops). The manual annealing is the plateau rule with factor 0.1, patience 5 epochs, at most
-three cuts (none of these numbers is in the paper). The paper mentions no weight decay; none is
-used. The per-channel mean replaces the per-pixel mean.
+sub-crops). The manual annealing is the plateau rule with factor 0.1, patience 5 epochs, a gain
+below 0.1% (schedule.plateau_min_delta 1e-3) as no improvement, at most three cuts (min_scale 1e-3);
+none of these numbers is in the paper. The paper mentions no weight decay; none is used. The
+per-channel mean replaces the per-pixel mean.
 """
 import ml_collections
 
