@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 
 import ml_collections
 
+import configs
 from cnn_jax import ConfigError
 from cnn_jax.data import DATASETS
 from configs import default
@@ -185,7 +186,6 @@ def apply(config: ml_collections.ConfigDict, fields: Fields) -> None:
 
 def recipes() -> list[str]:
   """The paper recipes: the names of the modules in configs/ that define ``PAPER``, sorted."""
-  import configs  # here: configs/__init__ would import every recipe otherwise
   names = []
   for info in pkgutil.iter_modules(configs.__path__):
     module = importlib.import_module(f'configs.{info.name}')
@@ -221,7 +221,7 @@ PLATEAU = {
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """default.get_config() with the settings every paper recipe shares (SHARED) stated explicitly."""
+  """default.get_config() with SHARED, the settings every paper recipe shares, stated explicitly."""
   config = default.get_config()
   apply(config, SHARED)
   config.log_every_steps = 100

@@ -327,6 +327,15 @@ def test_runlocal_keeps_model_optimiser_schedule_and_input_size(name):
   assert all(op.strip() in local['data.eval_ops'] for op in crops)  # same crop, same size
 
 
+def test_apply_sets_flat_fields_and_refuses_a_misspelt_one():
+  from cnn_jax import ConfigError
+  config = common.base_config()
+  common.apply(config, {'optimizer.learning_rate': 0.2, 'model.depth': 8})  # models take any field
+  assert config.optimizer.learning_rate == 0.2 and config.model.depth == 8
+  with pytest.raises(ConfigError, match=r"'optimizer.learning_rte' does not exist"):
+    common.apply(config, {'optimizer.learning_rte': 0.1})
+
+
 def test_runlocal_replaces_the_fused_jpeg_crop_and_tiles_grey_to_rgb():
   assert common.local_ops('decode_inception_crop(224) | flip_lr', 256, True) == \
       'decode | resize(256) | inception_crop(224) | flip_lr'
