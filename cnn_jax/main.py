@@ -1,7 +1,7 @@
 """Entry point: flags -> config -> train_and_evaluate.
 
   python -m cnn_jax.main --workdir=/tmp/cnn_jax/default
-  python -m cnn_jax.main --config=configs/resnet_cifar.py --config.model.depth=56 --workdir=...
+  python -m cnn_jax.main --config=configs/digits_resnet.py --config.model.depth=56 --workdir=...
 """
 import difflib
 import importlib.util

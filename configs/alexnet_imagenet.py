@@ -19,7 +19,7 @@ stops improving (three times), about 90 epochs.
 
 Departures: crops are 227x227, the size the layer arithmetic needs (the paper says 224); the
 per-channel mean replaces the mean image; "stops improving" is made concrete as: no decrease of
-the validation error by 0.1% (schedule.plateau_min_delta) over 5 epochs (schedule.patience, not in
+the validation error by 0.1% (schedule.plateau_min_delta 1e-3) over 5 epochs (schedule.patience, not in
 the paper), at most three cuts (min_scale 1e-3). Weight decay skips the biases (as the Caffe
 reference model; the paper's update rule does not say).
 """
@@ -28,6 +28,23 @@ import ml_collections
 from configs import common
 
 ARGS = {'ten_crop': common.flag('10-view evaluation')}
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'alexnet',
+        'model.towers': 2,
+        'model.weight_init': 'gaussian_unit_bias',
+        'model.dropout_rate': 0.5,
+        'model.lrn': True,
+        'optimizer.learning_rate': 0.01,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': False,
+        'optimizer.weight_decay': 5e-4,
+        'batch_size': 128,
+        'num_epochs': 90,
+        **common.PLATEAU,                  # /10 when the validation error stops improving
+    },
+    targets={'one CNN': '40.7/18.2'},
+    variants={'': {'data.name': 'imagenet2012'}})
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
@@ -41,19 +58,6 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
       train_ops=('decode | resize_small(256) | central_crop(256) | random_crop(227) | flip_lr | '
                  f'lighting(0.1) | {norm}'),
       eval_ops=eval_ops)
-  common.set_model(config, 'alexnet', towers=2, weight_init='gaussian_unit_bias', dropout_rate=0.5,
-                   lrn=True)
-  config.optimizer.learning_rate = 0.01
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 5e-4
-  config.schedule.name = 'plateau'
-  config.schedule.decay_factor = 0.1
-  config.schedule.patience = 5
-  config.schedule.cooldown = 0
-  config.schedule.plateau_min_delta = 1e-3
-  config.schedule.min_scale = 1e-3       # three cuts: 0.01 -> 0.001 -> 1e-4 -> 1e-5
-  config.batch_size = 128
-  config.num_epochs = 90
-  config.eval_every_epochs = 1           # the plateau test runs after every evaluation
+  common.apply(config, PAPER.recipe)
   config.checkpoint_every_steps = 5000
   return common.finish(config, a)

@@ -12,14 +12,24 @@ the schedule and the input size. It only swaps the data (digits through the reci
 preprocessing, tiled to RGB when the recipe reads colour images, first resized to the paper data
 set's image size), and the run's length: 2 training steps at a batch of 2, one evaluation at
 the end on 2 test images, no intermediate checkpoints.
+
+The paper's numbers. Each recipe file holds them once, as data: ``PAPER`` (a ``Paper``), whose
+``recipe`` is the paper's recipe as resolved config fields, which get_config applies (``apply``),
+and whose ``targets`` are the paper's errors, which the docstring states. tests/test_configs.py
+checks the resolved configs, the docstrings and the README's recipe table against ``PAPER``.
+``recipes()`` lists the recipe files.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional, Sequence
+import importlib
+import pkgutil
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import ml_collections
 
+import configs
+from cnn_jax import ConfigError
 from cnn_jax.data import DATASETS
 from configs import default
 
@@ -126,35 +136,100 @@ def describe(spec: dict[str, Arg], positional: Optional[str] = None) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# The paper's numbers, as data
+
+Fields = Mapping[str, Any]  # flat config fields: {'optimizer.learning_rate': 0.1, ...}
+
+
+@dataclasses.dataclass(frozen=True)
+class Paper:
+  """A recipe's paper numbers, written once, in its file.
+
+  recipe: the paper's recipe as resolved config fields, the same for every variant; get_config
+    applies it and the docstring states each of its numbers.
+  targets: the paper's test/validation error %, label -> figure written as the docstring and the
+    README's recipe table write it ('27.0/8.8' = top-1/top-5).
+  variants: arguments -> the fields they resolve to beyond ``recipe``: '' is the default (its
+    model and data set), every other entry what those arguments change in it (a variant that
+    names another model.name keeps none of the default's model fields). get_config takes the
+    variants' own numbers (warm-up, dropout) from the same module constants.
+  """
+  recipe: Fields
+  targets: Mapping[str, str]
+  variants: Mapping[str, Fields] = dataclasses.field(default_factory=dict)
+
+  def fields(self, args: str = '') -> dict[str, Any]:
+    """What ``get_config(args)`` resolves to (at least), for '' and the keys of ``variants``."""
+    default = dict(self.variants.get('', {}))
+    variant = self.variants[args] if args else {}
+    if 'model.name' in variant:  # another model: the default's model fields are not its
+      default = {k: v for k, v in default.items() if not k.startswith('model.')}
+    return {**SHARED, **self.recipe, **default, **variant}
+
+
+def apply(config: ml_collections.ConfigDict, fields: Fields) -> None:
+  """Sets flat fields ({'optimizer.learning_rate': 0.1}) on ``config``.
+
+  Only ``model.`` may gain fields (they are the model's constructor arguments): a new name
+  anywhere else is a typo that nothing would read.
+  """
+  for key, value in fields.items():
+    *path, leaf = key.split('.')
+    node = config
+    for part in path:
+      node = node[part]
+    if path != ['model'] and leaf not in node:
+      raise ConfigError(f'config field {key!r} does not exist; see configs/default.py for the '
+                        'fields.')
+    node[leaf] = value
+
+
+def recipes() -> list[str]:
+  """The paper recipes: the names of the modules in configs/ that define ``PAPER``, sorted."""
+  names = []
+  for info in pkgutil.iter_modules(configs.__path__):
+    module = importlib.import_module(f'configs.{info.name}')
+    if isinstance(getattr(module, 'PAPER', None), Paper):
+      names.append(info.name)
+  return sorted(names)
+
+
+# ---------------------------------------------------------------------------------------------
 # Building blocks of the recipes
+
+# What every paper recipe here shares, unless its PAPER says otherwise.
+SHARED = {
+    'loss.label_smoothing': 0.0,
+    'optimizer.name': 'sgd',
+    'optimizer.weight_decay_mode': 'coupled',   # L2 in the gradient, as every paper here
+    'optimizer.decay_all_params': False,
+    'mixed_precision': False,
+    'schedule.warmup': 0,
+    'num_train_steps': 0,
+    'eval_every_epochs': 1,
+}
+# Shared by the three papers that cut the rate "when the validation error stops improving": the
+# rule made concrete (none of these numbers is in the papers), at most three cuts of /10.
+PLATEAU = {
+    'schedule.name': 'plateau',
+    'schedule.decay_factor': 0.1,
+    'schedule.patience': 5,            # evaluations (epochs) without improvement before a cut
+    'schedule.cooldown': 0,
+    'schedule.plateau_min_delta': 1e-3,  # an error decrease of 0.1% counts as improvement
+    'schedule.min_scale': 1e-3,        # three cuts: base -> /10 -> /100 -> /1000
+}
 
 
 def base_config() -> ml_collections.ConfigDict:
-  """default.get_config() with the settings every paper recipe shares stated explicitly."""
+  """default.get_config() with SHARED, the settings every paper recipe shares, stated explicitly."""
   config = default.get_config()
-  config.loss.label_smoothing = 0.0
-  config.optimizer.name = 'sgd'
-  config.optimizer.momentum = 0.9
-  config.optimizer.weight_decay_mode = 'coupled'   # L2 in the gradient, as every paper here
-  config.optimizer.decay_all_params = False
-  config.mixed_precision = False
-  config.schedule.warmup = 0
-  config.num_train_steps = 0
-  config.eval_every_epochs = 1
+  apply(config, SHARED)
   config.log_every_steps = 100
   return config
 
 
 def set_model(config: ml_collections.ConfigDict, name: str, **fields: Any) -> None:
   config.model = ml_collections.ConfigDict({'name': name, **fields})
-
-
-def piecewise(config: ml_collections.ConfigDict, boundaries: Sequence[float], factor: float = 0.1,
-              unit: str = 'epochs') -> None:
-  config.schedule.name = 'piecewise'
-  config.schedule.unit = unit
-  config.schedule.boundaries = tuple(boundaries)
-  config.schedule.decay_factor = factor
 
 
 def cifar_data(config: ml_collections.ConfigDict, dataset: str = 'cifar10') -> None:

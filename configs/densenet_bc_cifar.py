@@ -27,6 +27,31 @@ ARGS = {
     'net': common.Arg('100-12', tuple(NETS), str, None),
     'dataset': common.Arg('cifar10', ('cifar10', 'cifar100'), str, None),
 }
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'densenet',
+        'model.stem': 'cifar',
+        'model.bottleneck': True,
+        'model.compression': 0.5,
+        'model.dropout_rate': 0.0,          # with augmentation (C10+, C100+)
+        'optimizer.learning_rate': 0.1,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': True,
+        'optimizer.weight_decay': 1e-4,
+        'batch_size': 64,
+        'num_epochs': 300,
+        'schedule.name': 'piecewise',
+        'schedule.unit': 'epochs',
+        'schedule.boundaries': (150, 225),
+        'schedule.decay_factor': 0.1,
+    },
+    targets={'100-12': '4.51/22.27', '250-24': '3.62/17.60', '190-40': '3.46/17.18'},
+    variants={
+        '': {'data.name': 'cifar10', 'model.depth': 100, 'model.growth_rate': 12},
+        '250-24': {'model.depth': 250, 'model.growth_rate': 24},
+        '190-40,dataset=cifar100': {'data.name': 'cifar100', 'model.depth': 190,
+                                    'model.growth_rate': 40},
+    })
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
@@ -34,13 +59,7 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
   depth, k = NETS[a.net]
   config = common.base_config()
   common.cifar_data(config, a.dataset)
-  common.set_model(config, 'densenet', stem='cifar', depth=depth, growth_rate=k, bottleneck=True,
-                   compression=0.5, dropout_rate=0.0)
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.nesterov = True
-  config.optimizer.weight_decay = 1e-4
-  common.piecewise(config, (150, 225), 0.1)
-  config.batch_size = 64
-  config.num_epochs = 300
+  common.apply(config, PAPER.recipe)
+  common.apply(config, {'model.depth': depth, 'model.growth_rate': k})
   config.checkpoint_every_steps = 2000
   return common.finish(config, a)

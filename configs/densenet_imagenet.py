@@ -13,7 +13,7 @@ Recipe: SGD with Nesterov momentum 0.9 (no dampening), weight decay 1e-4, batch 
 lr 0.1 divided by 10 at epochs 30 and 60 (the paper; the sheet gives batch and length only);
 the augmentation of fb.resnet.torch, which the paper adopts: scale and aspect-ratio crops
 (inception_crop, 8-100% area), flips, AlexNet colour noise; single-crop test: 224 centre of the
-image resized to 256.
+image resized to 256; bottleneck layers and compression 0.5 (the BC of DenseNet-BC).
 
 Departures: fb.resnet.torch's colour jitter (brightness, contrast, saturation 0.4) is not
 implemented.
@@ -26,6 +26,28 @@ ARGS = {
     'depth': common.Arg(121, (121, 169, 201, 264), int, None),
     'ten_crop': common.flag('10-view evaluation'),
 }
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'densenet',
+        'model.stem': 'imagenet',
+        'model.growth_rate': 32,
+        'model.bottleneck': True,
+        'model.compression': 0.5,
+        'model.dropout_rate': 0.0,
+        'optimizer.learning_rate': 0.1,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': True,
+        'optimizer.weight_decay': 1e-4,
+        'batch_size': 256,
+        'num_epochs': 90,
+        'schedule.name': 'piecewise',
+        'schedule.unit': 'epochs',
+        'schedule.boundaries': (30, 60),
+        'schedule.decay_factor': 0.1,
+    },
+    targets={'121': '25.02/7.71', '169': '23.80/6.85', '201': '22.58/6.34', '264': '22.15/6.12'},
+    variants={'': {'data.name': 'imagenet2012', 'model.depth': 121},
+              '264': {'model.depth': 264}})
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
@@ -38,13 +60,7 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
       config,
       train_ops=f'decode_inception_crop(224) | flip_lr | lighting(0.1) | {norm}',
       eval_ops=eval_ops)
-  common.set_model(config, 'densenet', stem='imagenet', depth=a.depth, growth_rate=32,
-                   bottleneck=True, compression=0.5, dropout_rate=0.0)
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.nesterov = True
-  config.optimizer.weight_decay = 1e-4
-  common.piecewise(config, (30, 60), 0.1)
-  config.batch_size = 256
-  config.num_epochs = 90
+  common.apply(config, PAPER.recipe)
+  common.apply(config, {'model.depth': a.depth})
   config.checkpoint_every_steps = 5000
   return common.finish(config, a)

@@ -61,10 +61,21 @@ import ml_collections
 
 from configs import common
 
-BATCH = 128
 # The default budget: what this CPU affords for ResNet-20 (about 15 epochs of 55,000 at batch 128).
 CPU_STEPS = 6500
-WARMUP_STEPS, WARMUP_LR, WARMUP_FROM_DEPTH = 400, 0.01, 110
+VALIDATION = 5000
+# Each family's recipe; its schedule's boundaries are fixed fractions of the run's steps.
+HE_CIFAR = {'optimizer.learning_rate': 0.1, 'optimizer.nesterov': False,
+            'optimizer.weight_decay': 1e-4, 'schedule.decay_factor': 0.1}
+HE_CUTS = (0.5, 0.75)            # He et al.'s 32k and 48k of 64k iterations
+WRN = {'optimizer.learning_rate': 0.1, 'optimizer.nesterov': True, 'optimizer.weight_decay': 5e-4,
+       'schedule.decay_factor': 0.2}
+WRN_CUTS = (0.3, 0.6, 0.8)       # Zagoruyko & Komodakis's epochs 60/120/160 of 200
+LENET = {'optimizer.learning_rate': 0.05, 'optimizer.nesterov': False,
+         'optimizer.weight_decay': 5e-4, 'schedule.decay_factor': 0.1}   # and HE_CUTS
+# ResNet-110's start at lr 0.01, for at most 1/16 of the run.
+WARMUP_FROM_DEPTH = 110
+WARMUP = {'schedule.warmup': 400, 'schedule.warmup_lr': 0.01, 'schedule.warmup_shape': 'constant'}
 MODEL_PATTERN = re.compile(r'^(lenet5|(resnet|plain)(\d+)|wrn-(\d+)-(\d+))$')
 
 
@@ -80,10 +91,47 @@ ARGS = {
     'survival': common.Arg(1.0, None, float, None, 'stochastic depth: survival of the last block'),
     'steps': common.Arg(0, None, int, None, 'iterations (0: the CPU budget)'),
     'train_size': common.Arg(0, None, int, None, 'training subset (0: all)'),
-    'validation': common.Arg(5000, None, int, None, 'held-out validation examples'),
+    'validation': common.Arg(VALIDATION, None, int, None, 'held-out validation examples'),
     'pad': common.Arg(4, None, int, None, 'zero padding of the random crops (ResNets, WRNs)'),
 }
 VALID_MODELS = 'lenet5, resnetD or plainD (D = 6n+2, e.g. 20, 32, 44, 56, 110), wrn-D-K (e.g. wrn-16-4)'
+# He et al.'s schedule at the papers' length (steps=64000).
+PAPERS_LENGTH = {'num_train_steps': 64_000, 'schedule.boundaries': (32_000, 48_000)}
+PAPER = common.Paper(
+    recipe={
+        'data.name': 'fashion_mnist',
+        'optimizer.momentum': 0.9,
+        'batch_size': 128,
+        'schedule.name': 'piecewise',
+        'schedule.unit': 'steps',
+    },
+    targets={'resnet20': '4.39', 'resnet32': '4.16', 'resnet44': '4.41', 'resnet56': '4.39',
+             'resnet110': '4.40', 'wrn-28-10': '4.01'},
+    variants={
+        '': {'data.validation_size': VALIDATION, 'data.train_size': 0,
+             'data.train_ops': "pad_random_crop(4) | flip_lr | normalize('fashion_mnist')",
+             'data.eval_ops': "normalize('fashion_mnist')",
+             'model.name': 'resnet_cifar', 'model.depth': 20, 'model.residual': True,
+             'model.survival_prob_last': 1.0, **HE_CIFAR, 'num_train_steps': CPU_STEPS,
+             'schedule.boundaries': (3250, 4875)},
+        'plain56,steps=64000,train_size=20000': {
+            'model.depth': 56, 'model.residual': False, 'data.train_size': 20000, **PAPERS_LENGTH},
+        'resnet110,survival=0.5,steps=64000': {
+            'model.depth': 110, 'model.survival_prob_last': 0.5, **PAPERS_LENGTH, **WARMUP},
+        'resnet110,steps=3200': {'model.depth': 110, 'num_train_steps': 3200,
+                                 'schedule.boundaries': (1600, 2400),
+                                 **WARMUP, 'schedule.warmup': 200},  # 1/16 of the run
+        'wrn-28-10,steps=1000,validation=0': {
+            'model.name': 'wrn', 'model.depth': 28, 'model.widen_factor': 10,
+            'model.dropout_rate': 0.0, **WRN, 'num_train_steps': 1000,
+            'schedule.boundaries': (300, 600, 800), 'data.validation_size': 0},
+        'resnet20,pad=2': {
+            'data.train_ops': "pad_random_crop(2) | flip_lr | normalize('fashion_mnist')"},
+        'resnet20,pad=0': {'data.train_ops': "flip_lr | normalize('fashion_mnist')"},
+        'lenet5': {'model.name': 'lenet5', **LENET,
+                   'data.train_ops': "pad(2) | flip_lr | normalize('fashion_mnist')",
+                   'data.eval_ops': "pad(2) | normalize('fashion_mnist')"},
+    })
 
 
 def family(model: str) -> str:
@@ -110,7 +158,7 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
   steps = a.steps or CPU_STEPS
 
   config = common.base_config()
-  config.data.name = 'fashion_mnist'
+  common.apply(config, PAPER.recipe)
   normalize = "normalize('fashion_mnist')"
   if kind == 'lenet5':  # its 32x32 field; with random crops the small net underfit
     config.data.train_ops = f'pad(2) | flip_lr | {normalize}'
@@ -122,31 +170,22 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
   config.data.cache = True
   config.data.validation_size = a.validation
   config.data.train_size = a.train_size
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 1e-4
-  he_boundaries = (round(0.5 * steps), round(0.75 * steps))
   if kind == 'lenet5':
     common.set_model(config, 'lenet5')
-    config.optimizer.learning_rate = 0.05
-    config.optimizer.weight_decay = 5e-4
-    common.piecewise(config, he_boundaries, 0.1, unit='steps')
+    family_recipe, cuts = LENET, HE_CUTS
   elif kind in ('resnet', 'plain'):
     depth = int(match.group(3))
     common.set_model(config, 'resnet_cifar', depth=depth, width=16, residual=kind == 'resnet',
                      survival_prob_last=a.survival, bn_group_size=None)
-    common.piecewise(config, he_boundaries, 0.1, unit='steps')
-    if depth >= WARMUP_FROM_DEPTH:
-      config.schedule.warmup = min(WARMUP_STEPS, steps // 16)
-      config.schedule.warmup_lr = WARMUP_LR
-      config.schedule.warmup_shape = 'constant'
+    family_recipe, cuts = HE_CIFAR, HE_CUTS
   else:
     common.set_model(config, 'wrn', depth=int(match.group(4)), widen_factor=int(match.group(5)),
                      dropout_rate=0.0, survival_prob_last=a.survival)
-    config.optimizer.nesterov = True
-    config.optimizer.weight_decay = 5e-4
-    common.piecewise(config, tuple(round(f * steps) for f in (0.3, 0.6, 0.8)), 0.2, unit='steps')
-  config.batch_size = BATCH
+    family_recipe, cuts = WRN, WRN_CUTS
+  common.apply(config, family_recipe)
+  config.schedule.boundaries = tuple(round(f * steps) for f in cuts)
+  if kind in ('resnet', 'plain') and depth >= WARMUP_FROM_DEPTH:
+    common.apply(config, {**WARMUP, 'schedule.warmup': min(WARMUP['schedule.warmup'], steps // 16)})
   config.num_train_steps = steps
   config.eval_every_epochs = 1.0
   config.log_every_steps = 50

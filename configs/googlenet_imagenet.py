@@ -30,6 +30,26 @@ from configs import common
 ARGS = {'ten_crop': common.flag('10-view evaluation')}
 EPOCHS = 250
 DECAY_EVERY = 8
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'googlenet',
+        'model.aux_heads': True,
+        'model.dropout_rate': 0.4,
+        'model.aux_dropout_rate': 0.7,
+        'loss.aux_weight': 0.3,
+        'optimizer.learning_rate': 0.01,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': False,
+        'optimizer.weight_decay': 2e-4,
+        'batch_size': 32,
+        'num_epochs': EPOCHS,
+        'schedule.name': 'piecewise',      # -4% every 8 epochs
+        'schedule.unit': 'epochs',
+        'schedule.boundaries': tuple(range(DECAY_EVERY, EPOCHS, DECAY_EVERY)),
+        'schedule.decay_factor': 0.96,
+    },
+    targets={'1 model, 1 crop, top-5': '10.07'},
+    variants={'': {'data.name': 'imagenet2012'}})
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
@@ -43,14 +63,7 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
       train_ops=(f'decode_inception_crop(224, area_min=0.08, area_max=1.0, ratio_min=0.75, '
                  f'ratio_max={4 / 3!r}) | flip_lr | {norm}'),
       eval_ops=eval_ops)
-  common.set_model(config, 'googlenet', aux_heads=True, dropout_rate=0.4, aux_dropout_rate=0.7)
-  config.loss.aux_weight = 0.3
-  config.optimizer.learning_rate = 0.01
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 2e-4
-  common.piecewise(config, range(DECAY_EVERY, EPOCHS, DECAY_EVERY), 0.96)
-  config.batch_size = 32
-  config.num_epochs = EPOCHS
+  common.apply(config, PAPER.recipe)
   config.checkpoint_every_steps = 10_000
   config.log_every_steps = 200
   return common.finish(config, a)

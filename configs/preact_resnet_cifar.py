@@ -31,22 +31,38 @@ ARGS = {
     'depth': common.Arg(164, (164, 1001), int, None),
     'dataset': common.Arg('cifar10', ('cifar10', 'cifar100'), str, None),
 }
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'preact_resnet',
+        'model.stem': 'cifar',
+        'model.block': 'bottleneck',
+        'model.bn_group_size': 64,          # batch 128 on two GPUs
+        'optimizer.learning_rate': 0.1,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': False,
+        'optimizer.weight_decay': 1e-4,
+        'batch_size': 128,
+        'num_train_steps': 64_000,
+        'schedule.name': 'piecewise',
+        'schedule.unit': 'steps',
+        'schedule.boundaries': (32_000, 48_000),
+        'schedule.decay_factor': 0.1,
+        'schedule.warmup': 400,             # at lr 0.01, "for all CIFAR experiments"
+        'schedule.warmup_lr': 0.01,
+        'schedule.warmup_shape': 'constant',
+    },
+    targets={'164': '5.46', '1001': '4.92', '1001, batch 64': '4.62',
+             '164,dataset=cifar100': '24.33', '1001,dataset=cifar100': '22.71'},
+    variants={'': {'data.name': 'cifar10', 'model.depth': 164},
+              '1001,dataset=cifar100': {'data.name': 'cifar100', 'model.depth': 1001}})
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
   a = common.parse_args(args, ARGS, positional='depth', recipe='preact_resnet_cifar')
   config = common.base_config()
   common.cifar_data(config, a.dataset)
-  common.set_model(config, 'preact_resnet', stem='cifar', depth=a.depth, block='bottleneck',
-                   shortcut='B', dropout_rate=0.0, survival_prob_last=1.0, bn_group_size=64)
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 1e-4
-  common.piecewise(config, (32_000, 48_000), 0.1, unit='steps')
-  config.schedule.warmup = 400
-  config.schedule.warmup_lr = 0.01
-  config.schedule.warmup_shape = 'constant'
-  config.batch_size = 128
-  config.num_train_steps = 64_000
+  common.apply(config, PAPER.recipe)
+  common.apply(config, {'model.depth': a.depth, 'model.shortcut': 'B', 'model.dropout_rate': 0.0,
+                        'model.survival_prob_last': 1.0})
   config.checkpoint_every_steps = 2000
   return common.finish(config, a)

@@ -30,25 +30,43 @@ ARGS = {
     'depth': common.Arg(20, DEPTHS, int, None),
     'plain': common.flag('no shortcuts (the plain twin)'),
 }
-WARMUP_STEPS = 400
-WARMUP_LR = 0.01
+# ResNet-110's start at lr 0.01 for 400 iterations, here from this depth on (see Departures).
+WARMUP_FROM_DEPTH = 110
+WARMUP = {'schedule.warmup': 400, 'schedule.warmup_lr': 0.01, 'schedule.warmup_shape': 'constant'}
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'resnet_cifar',
+        'model.bn_group_size': 64,          # batch 128 on two GPUs
+        'optimizer.learning_rate': 0.1,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': False,
+        'optimizer.weight_decay': 1e-4,
+        'batch_size': 128,
+        'num_train_steps': 64_000,
+        'schedule.name': 'piecewise',
+        'schedule.unit': 'steps',
+        'schedule.boundaries': (32_000, 48_000),
+        'schedule.decay_factor': 0.1,
+    },
+    targets={'20': '8.75', '32': '7.51', '44': '7.17', '56': '6.97', '110': '6.43',
+             '1202': '7.93'},
+    variants={
+        '': {'data.name': 'cifar10', 'model.depth': 20, 'model.residual': True},
+        '56': {'model.depth': 56},
+        '110': {'model.depth': 110, **WARMUP},
+        '1202': {'model.depth': 1202, **WARMUP},
+        '56,plain': {'model.depth': 56, 'model.residual': False},
+    })
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
   a = common.parse_args(args, ARGS, positional='depth', recipe='resnet_cifar10')
   config = common.base_config()
   common.cifar_data(config, 'cifar10')
-  common.set_model(config, 'resnet_cifar', depth=a.depth, residual=not a.plain,
-                   survival_prob_last=1.0, bn_group_size=64)
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 1e-4
-  common.piecewise(config, (32_000, 48_000), 0.1, unit='steps')
-  if a.depth >= 110:
-    config.schedule.warmup = WARMUP_STEPS
-    config.schedule.warmup_lr = WARMUP_LR
-    config.schedule.warmup_shape = 'constant'
-  config.batch_size = 128
-  config.num_train_steps = 64_000
+  common.apply(config, PAPER.recipe)
+  common.apply(config, {'model.depth': a.depth, 'model.residual': not a.plain,
+                        'model.survival_prob_last': 1.0})
+  if a.depth >= WARMUP_FROM_DEPTH:
+    common.apply(config, WARMUP)
   config.checkpoint_every_steps = 2000
   return common.finish(config, a)

@@ -33,6 +33,30 @@ ARGS = {
     'v1_5': common.flag('stride-2 on the 3x3 of downsampling bottlenecks (torchvision)'),
     'ten_crop': common.flag('10-view evaluation'),
 }
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'resnet',
+        'model.shortcut': 'B',
+        'optimizer.learning_rate': 0.1,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': False,
+        'optimizer.weight_decay': 1e-4,
+        'batch_size': 256,
+        'num_train_steps': 600_000,        # "trained for up to 60 x 10^4 iterations"
+        'schedule.name': 'piecewise',
+        'schedule.unit': 'epochs',
+        'schedule.boundaries': (30, 60),   # the plateaus, where the sheet places them
+        'schedule.decay_factor': 0.1,
+    },
+    targets={'18': '30.24/10.92', '34': '26.69/8.58', '50': '23.87/7.14', '101': '22.63/6.45',
+             '152': '21.69/5.95'},
+    variants={
+        '': {'data.name': 'imagenet2012', 'model.depth': 50, 'model.stride_on_3x3': False},
+        '18': {'model.depth': 18},
+        '34': {'model.depth': 34},
+        'depth=101': {'model.depth': 101},
+        '152,v1_5': {'model.depth': 152, 'model.stride_on_3x3': True},
+    })
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
@@ -45,13 +69,8 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
       train_ops=('decode | resize_small_random(256, 480) | random_crop(224) | flip_lr | '
                  f'lighting(0.1) | {common.MEAN_STD}'),
       eval_ops=eval_ops)
-  common.set_model(config, 'resnet', depth=a.depth, shortcut='B', stride_on_3x3=a.v1_5,
-                   residual=True, survival_prob_last=1.0)
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 1e-4
-  common.piecewise(config, (30, 60), 0.1)
-  config.batch_size = 256
-  config.num_train_steps = 600_000      # "trained for up to 60 x 10^4 iterations"
+  common.apply(config, PAPER.recipe)
+  common.apply(config, {'model.depth': a.depth, 'model.stride_on_3x3': a.v1_5,
+                        'model.residual': True, 'model.survival_prob_last': 1.0})
   config.checkpoint_every_steps = 5000
   return common.finish(config, a)

@@ -28,19 +28,34 @@ ARGS = {
     'net': common.Arg('8x64d', tuple(NETS), str, None),
     'dataset': common.Arg('cifar10', ('cifar10', 'cifar100'), str, None),
 }
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'resnext',
+        'model.stem': 'cifar',
+        'model.depth': 29,
+        'model.width_per_group': 64,
+        'optimizer.learning_rate': 0.1,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': False,
+        'optimizer.weight_decay': 5e-4,
+        'batch_size': 128,
+        'num_epochs': 300,
+        'schedule.name': 'piecewise',
+        'schedule.unit': 'epochs',
+        'schedule.boundaries': (150, 225),
+        'schedule.decay_factor': 0.1,
+    },
+    targets={'8x64d': '3.65/17.77', '16x64d': '3.58/17.31'},
+    variants={'': {'data.name': 'cifar10', 'model.groups': 8},
+              '16x64d,dataset=cifar100': {'data.name': 'cifar100', 'model.groups': 16}})
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
   a = common.parse_args(args, ARGS, positional='net', recipe='resnext29_cifar')
   config = common.base_config()
   common.cifar_data(config, a.dataset)
-  common.set_model(config, 'resnext', stem='cifar', depth=29, groups=NETS[a.net],
-                   width_per_group=64, shortcut='B', survival_prob_last=1.0)
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 5e-4
-  common.piecewise(config, (150, 225), 0.1)
-  config.batch_size = 128
-  config.num_epochs = 300
+  common.apply(config, PAPER.recipe)
+  common.apply(config, {'model.groups': NETS[a.net], 'model.shortcut': 'B',
+                        'model.survival_prob_last': 1.0})
   config.checkpoint_every_steps = 2000
   return common.finish(config, a)

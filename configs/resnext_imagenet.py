@@ -29,6 +29,30 @@ ARGS = {
     'net': common.Arg('50-32x4d', tuple(NETS), str, None),
     'ten_crop': common.flag('10-view evaluation'),
 }
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'resnext',
+        'model.stem': 'imagenet',
+        'model.shortcut': 'B',
+        'model.stride_on_3x3': True,
+        'model.bn_group_size': 32,         # batch 256 on 8 GPUs
+        'optimizer.learning_rate': 0.1,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': False,
+        'optimizer.weight_decay': 1e-4,
+        'batch_size': 256,
+        'num_epochs': 100,
+        'schedule.name': 'piecewise',
+        'schedule.unit': 'epochs',
+        'schedule.boundaries': (30, 60, 90),
+        'schedule.decay_factor': 0.1,
+    },
+    targets={'50-32x4d': '22.2', '101-32x4d': '21.2', '101-64x4d': '20.4'},
+    variants={
+        '': {'data.name': 'imagenet2012', 'model.depth': 50, 'model.groups': 32,
+             'model.width_per_group': 4},
+        '101-64x4d': {'model.depth': 101, 'model.groups': 64, 'model.width_per_group': 4},
+    })
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
@@ -42,13 +66,8 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
       config,
       train_ops=f'decode_inception_crop(224) | flip_lr | lighting(0.1) | {norm}',
       eval_ops=eval_ops)
-  common.set_model(config, 'resnext', stem='imagenet', depth=depth, groups=groups,
-                   width_per_group=width, shortcut='B', stride_on_3x3=True, bn_group_size=32)
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 1e-4
-  common.piecewise(config, (30, 60, 90), 0.1)
-  config.batch_size = 256
-  config.num_epochs = 100
+  common.apply(config, PAPER.recipe)
+  common.apply(config, {'model.depth': depth, 'model.groups': groups,
+                        'model.width_per_group': width})
   config.checkpoint_every_steps = 5000
   return common.finish(config, a)

@@ -22,10 +22,29 @@ import ml_collections
 
 from configs import common
 
+SURVIVAL = 0.5  # of the last block; the paper's linear decay rule
 ARGS = {
     'depth': common.Arg(110, (110, 1202), int, None),
-    'survival': common.Arg(0.5, None, float, None),
+    'survival': common.Arg(SURVIVAL, None, float, None),
 }
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'resnet_cifar',
+        'optimizer.learning_rate': 0.1,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': True,
+        'optimizer.weight_decay': 1e-4,
+        'batch_size': 128,
+        'num_epochs': 500,
+        'schedule.name': 'piecewise',
+        'schedule.unit': 'epochs',
+        'schedule.boundaries': (250, 375),
+        'schedule.decay_factor': 0.1,
+    },
+    targets={'110': '5.25', '1202': '4.91'},
+    variants={'': {'data.name': 'cifar10', 'model.depth': 110,
+                   'model.survival_prob_last': SURVIVAL},
+              '1202': {'model.depth': 1202}})
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
@@ -34,13 +53,8 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
     raise ValueError(f'argument survival={a.survival} must be in (0, 1] (1 = constant depth).')
   config = common.base_config()
   common.cifar_data(config, 'cifar10')
-  common.set_model(config, 'resnet_cifar', depth=a.depth, residual=True,
-                   survival_prob_last=a.survival)
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.nesterov = True
-  config.optimizer.weight_decay = 1e-4
-  common.piecewise(config, (250, 375), 0.1)
-  config.batch_size = 128
-  config.num_epochs = 500
+  common.apply(config, PAPER.recipe)
+  common.apply(config, {'model.depth': a.depth, 'model.residual': True,
+                        'model.survival_prob_last': a.survival})
   config.checkpoint_every_steps = 2000
   return common.finish(config, a)

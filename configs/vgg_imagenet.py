@@ -23,8 +23,9 @@ initialisation of B-E from a trained A (the paper notes Glorot-style init works 
 the input is normalised by the per-channel mean and std (not only the mean RGB) to keep the
 activations at unit scale. Evaluation is the centre 224 crop at Q instead of the paper's dense
 (fully-convolutional) evaluation. "Stops improving" = no 0.1% gain over 5 epochs (not in the
-paper). S=384 nets were initialised from the S=256 net with lr 1e-3 in the paper; here they
-train from scratch with the same recipe.
+paper; schedule.plateau_min_delta 1e-3, patience 5; at most three cuts: min_scale 1e-3). S=384
+nets were initialised from the S=256 net with lr 1e-3 in the paper; here they train from scratch
+with the same recipe.
 """
 import ml_collections
 
@@ -43,6 +44,24 @@ ARGS = {
 }
 
 
+PAPER = common.Paper(
+    recipe={
+        'model.dropout_rate': 0.5,
+        'optimizer.learning_rate': 0.01,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': False,
+        'optimizer.weight_decay': 5e-4,
+        'batch_size': 256,
+        'num_epochs': 74,
+        **common.PLATEAU,                  # /10 when the validation accuracy stops improving
+    },
+    targets={'A': '29.6/10.4', 'A-LRN': '29.7/10.5', 'B': '28.7/9.9', 'C': '28.1/9.4',
+             'D': '27.0/8.8', 'E': '27.3/9.0'},
+    variants={'': {'data.name': 'imagenet2012', 'model.name': 'vgg16'},
+              **{variant: {'model.name': model} for variant, model in MODELS.items()},
+              'D,bn': {'model.name': 'vgg16_bn'}})
+
+
 def get_config(args: str = '') -> ml_collections.ConfigDict:
   a = common.parse_args(args, ARGS, positional='variant', recipe='vgg_imagenet')
   if a.bn and a.variant == 'A-LRN':
@@ -56,18 +75,7 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
       config,
       train_ops=f'decode | {scale_op} | random_crop(224) | flip_lr | lighting(0.1) | {norm}',
       eval_ops=eval_ops)
-  common.set_model(config, MODELS[a.variant] + ('_bn' if a.bn else ''), dropout_rate=0.5)
-  config.optimizer.learning_rate = 0.01
-  config.optimizer.nesterov = False
-  config.optimizer.weight_decay = 5e-4
-  config.schedule.name = 'plateau'
-  config.schedule.decay_factor = 0.1
-  config.schedule.patience = 5
-  config.schedule.cooldown = 0
-  config.schedule.plateau_min_delta = 1e-3
-  config.schedule.min_scale = 1e-3       # three cuts
-  config.batch_size = 256
-  config.num_epochs = 74
-  config.eval_every_epochs = 1
+  common.set_model(config, MODELS[a.variant] + ('_bn' if a.bn else ''))
+  common.apply(config, PAPER.recipe)
   config.checkpoint_every_steps = 5000
   return common.finish(config, a)

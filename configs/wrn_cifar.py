@@ -24,11 +24,37 @@ import ml_collections
 from configs import common
 
 NETS = {'28-10': (28, 10), '16-8': (16, 8), '40-4': (40, 4)}
+DROPOUT = 0.3   # the paper's rate, between the two 3x3 convs of a block
 ARGS = {
     'net': common.Arg('28-10', tuple(NETS), str, None),
-    'dropout': common.Arg(0.0, None, float, 0.3),
+    'dropout': common.Arg(0.0, None, float, DROPOUT),
     'dataset': common.Arg('cifar10', ('cifar10', 'cifar100'), str, None),
 }
+PAPER = common.Paper(
+    recipe={
+        'model.name': 'wrn',
+        'optimizer.learning_rate': 0.1,
+        'optimizer.momentum': 0.9,
+        'optimizer.nesterov': True,
+        'optimizer.weight_decay': 5e-4,
+        'batch_size': 128,
+        'num_epochs': 200,
+        'schedule.name': 'piecewise',
+        'schedule.unit': 'epochs',
+        'schedule.boundaries': (60, 120, 160),
+        'schedule.decay_factor': 0.2,
+    },
+    targets={'40-4': '4.53/21.18', '16-8': '4.27/20.43', '28-10': '4.00/19.25',
+             '28-10,dropout': '3.89/18.85'},
+    variants={
+        '': {'data.name': 'cifar10', 'model.depth': 28, 'model.widen_factor': 10,
+             'model.dropout_rate': 0.0},
+        '28-10,dropout': {'model.dropout_rate': DROPOUT},
+        '16-8,dataset=cifar100': {'data.name': 'cifar100', 'model.depth': 16,
+                                  'model.widen_factor': 8},
+        'net=40-4,dropout=0.1': {'model.depth': 40, 'model.widen_factor': 4,
+                                 'model.dropout_rate': 0.1},
+    })
 
 
 def get_config(args: str = '') -> ml_collections.ConfigDict:
@@ -38,13 +64,8 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
   depth, k = NETS[a.net]
   config = common.base_config()
   common.cifar_data(config, a.dataset)
-  common.set_model(config, 'wrn', depth=depth, widen_factor=k, dropout_rate=a.dropout,
-                   survival_prob_last=1.0)
-  config.optimizer.learning_rate = 0.1
-  config.optimizer.nesterov = True
-  config.optimizer.weight_decay = 5e-4
-  common.piecewise(config, (60, 120, 160), 0.2)
-  config.batch_size = 128
-  config.num_epochs = 200
+  common.apply(config, PAPER.recipe)
+  common.apply(config, {'model.depth': depth, 'model.widen_factor': k,
+                        'model.dropout_rate': a.dropout, 'model.survival_prob_last': 1.0})
   config.checkpoint_every_steps = 2000
   return common.finish(config, a)

@@ -6,7 +6,7 @@
 # Running the same command again resumes from the latest checkpoint in --workdir.
 #
 #   launch/tpu_pod.sh --tpu=my-pod --zone=us-central2-b --setup -- \
-#       --config=configs/resnet_cifar.py --workdir=gs://my-bucket/cnn_jax/resnet20
+#       --config=configs/digits_resnet.py --workdir=gs://my-bucket/cnn_jax/resnet20
 #   launch/tpu_pod.sh --dry-run --tpu=my-pod --zone=us-central2-b -- --workdir=gs://my-bucket/w
 #
 # --setup installs requirements.txt plus jax[tpu] (at the jax version requirements.txt pins) before

@@ -1,6 +1,8 @@
 """The paper recipes in configs/: their numbers against the papers, their arguments, runlocal.
 
-The first tests only read configs (fast). The smoke tests at the end train every recipe file's
+A recipe's paper numbers are written once, as its file's PAPER (configs/common.py, Paper): the
+tests check that get_config resolves to them, that the docstring states them and that the README's
+recipe table states the same targets. The first tests only read configs (fast). The smoke tests at the end train every recipe file's
 default variant with ``runlocal`` for 2 steps and one evaluation on digits, in this process, at
 the recipe's input size.
 """
@@ -8,6 +10,7 @@ import importlib
 import json
 import math
 import os
+import re
 
 import jax
 import numpy as np
@@ -19,14 +22,23 @@ from cnn_jax import train
 from cnn_jax.data import DATASETS, ops
 
 # Slowest smoke run first (README, Tests and their cost): conftest starts the long tests first.
-RECIPES = ['stochastic_depth_cifar10', 'densenet_imagenet', 'preact_resnet_cifar',
-           'densenet_bc_cifar', 'vgg_imagenet', 'resnext_imagenet', 'googlenet_imagenet',
-           'resnet_imagenet', 'resnext29_cifar', 'alexnet_imagenet', 'wrn_cifar', 'zfnet_imagenet',
-           'resnet_cifar10', 'fashion_mnist', 'lenet5_mnist']
+SMOKE_ORDER = ['stochastic_depth_cifar10', 'densenet_imagenet', 'preact_resnet_cifar',
+               'densenet_bc_cifar', 'vgg_imagenet', 'resnext_imagenet', 'googlenet_imagenet',
+               'resnet_imagenet', 'resnext29_cifar', 'alexnet_imagenet', 'wrn_cifar',
+               'zfnet_imagenet', 'resnet_cifar10', 'fashion_mnist', 'lenet5_mnist']
+RECIPES = sorted(common.recipes(),
+                 key=lambda name: SMOKE_ORDER.index(name) if name in SMOKE_ORDER else 0)
+# The configs in configs/ that are not paper recipes (no PAPER): demos on digits.
+DEMOS = {'default', 'digits_resnet'}
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def module(name: str):
+  return importlib.import_module(f'configs.{name}')
 
 
 def get(name: str, args: str = ''):
-  return importlib.import_module(f'configs.{name}').get_config(args)
+  return module(name).get_config(args)
 
 
 def flat(config) -> dict:
@@ -41,170 +53,33 @@ def flat(config) -> dict:
   return out
 
 
-SGD = {'optimizer.name': 'sgd', 'optimizer.momentum': 0.9, 'optimizer.weight_decay_mode': 'coupled',
-       'loss.label_smoothing': 0.0}
-CIFAR_STEPS = {'schedule.name': 'piecewise', 'schedule.unit': 'steps',
-               'schedule.boundaries': (32_000, 48_000), 'schedule.decay_factor': 0.1,
-               'num_train_steps': 64_000, 'batch_size': 128, 'optimizer.learning_rate': 0.1,
-               'optimizer.weight_decay': 1e-4, 'optimizer.nesterov': False}
-WARMUP_400 = {'schedule.warmup': 400, 'schedule.warmup_lr': 0.01,
-              'schedule.warmup_shape': 'constant'}
-NO_WARMUP = {'schedule.warmup': 0}
-PLATEAU = {'schedule.name': 'plateau', 'schedule.decay_factor': 0.1, 'schedule.min_scale': 1e-3,
-           'eval_every_epochs': 1}
-IMAGENET = {'data.name': 'imagenet2012', 'data.cache': False, 'data.eval_split': ''}
+# Every (recipe, args) that a recipe's PAPER.variants lists, '' (the default) included.
+VARIANTS = [(name, args) for name in RECIPES for args in sorted({'', *module(name).PAPER.variants})]
 
 
-def cifar(dataset='cifar10'):
-  return {'data.name': dataset, 'data.train_ops': f"pad_random_crop(4) | flip_lr | normalize('{dataset}')",
-          'data.eval_ops': f"normalize('{dataset}')"}
+def pipeline(dataset: str) -> dict:
+  """What the shared pipelines of configs/common.py (cifar_data, imagenet_data) resolve to."""
+  if dataset in ('cifar10', 'cifar100'):  # the CIFAR augmentation of the ResNet era
+    return {'data.train_ops': f"pad_random_crop(4) | flip_lr | normalize('{dataset}')",
+            'data.eval_ops': f"normalize('{dataset}')", 'data.cache': True}
+  if dataset == 'imagenet2012':
+    return {'data.cache': False, 'data.eval_split': ''}
+  return {}
 
 
-# (recipe, args) -> the paper's numbers, as resolved config fields.
-EXPECTED = {
-    ('lenet5_mnist', ''): {
-        **SGD, 'data.name': 'mnist', 'model.name': 'lenet5_1998', 'optimizer.momentum': 0.0,
-        'optimizer.learning_rate': 0.0005, 'optimizer.weight_decay': 0.0, 'batch_size': 1,
-        'num_epochs': 20, 'schedule.name': 'piecewise', 'schedule.unit': 'epochs',
-        'schedule.boundaries': (2, 5, 8, 12), **NO_WARMUP},
-    ('alexnet_imagenet', ''): {
-        **SGD, **IMAGENET, **PLATEAU, 'model.name': 'alexnet', 'model.towers': 2,
-        'model.weight_init': 'gaussian_unit_bias', 'model.dropout_rate': 0.5,
-        'optimizer.learning_rate': 0.01, 'optimizer.nesterov': False,
-        'optimizer.weight_decay': 5e-4, 'batch_size': 128, 'num_epochs': 90, **NO_WARMUP},
-    ('zfnet_imagenet', ''): {
-        **SGD, **IMAGENET, **PLATEAU, 'model.name': 'zfnet', 'model.weight_init': 'gaussian',
-        'model.dropout_rate': 0.5, 'optimizer.learning_rate': 0.01, 'optimizer.nesterov': False,
-        'optimizer.weight_decay': 0.0, 'batch_size': 128, 'num_epochs': 70},
-    ('zfnet_imagenet', 'wide'): {'model.name': 'zfnet_512'},
-    ('vgg_imagenet', ''): {
-        **SGD, **IMAGENET, **PLATEAU, 'model.name': 'vgg16', 'model.dropout_rate': 0.5,
-        'optimizer.learning_rate': 0.01, 'optimizer.nesterov': False,
-        'optimizer.weight_decay': 5e-4, 'batch_size': 256, 'num_epochs': 74},
-    ('vgg_imagenet', 'A'): {'model.name': 'vgg11'},
-    ('vgg_imagenet', 'A-LRN'): {'model.name': 'vgg11_lrn'},
-    ('vgg_imagenet', 'B'): {'model.name': 'vgg13'},
-    ('vgg_imagenet', 'C'): {'model.name': 'vgg16_c'},
-    ('vgg_imagenet', 'variant=E'): {'model.name': 'vgg19', 'optimizer.learning_rate': 0.01},
-    ('vgg_imagenet', 'D,bn'): {'model.name': 'vgg16_bn'},
-    ('googlenet_imagenet', ''): {
-        **SGD, **IMAGENET, 'model.name': 'googlenet', 'model.aux_heads': True,
-        'model.dropout_rate': 0.4, 'model.aux_dropout_rate': 0.7, 'loss.aux_weight': 0.3,
-        'optimizer.learning_rate': 0.01, 'optimizer.nesterov': False,
-        'optimizer.weight_decay': 2e-4, 'batch_size': 32, 'num_epochs': 250,
-        'schedule.name': 'piecewise', 'schedule.unit': 'epochs', 'schedule.decay_factor': 0.96,
-        'schedule.boundaries': tuple(range(8, 250, 8)), **NO_WARMUP},
-    ('resnet_imagenet', ''): {
-        **SGD, **IMAGENET, 'model.name': 'resnet', 'model.depth': 50, 'model.shortcut': 'B',
-        'model.stride_on_3x3': False, 'optimizer.learning_rate': 0.1, 'optimizer.nesterov': False,
-        'optimizer.weight_decay': 1e-4, 'batch_size': 256, 'num_train_steps': 600_000,
-        'schedule.name': 'piecewise', 'schedule.unit': 'epochs', 'schedule.boundaries': (30, 60),
-        'schedule.decay_factor': 0.1, **NO_WARMUP},
-    ('resnet_imagenet', '18'): {'model.depth': 18},
-    ('resnet_imagenet', '34'): {'model.depth': 34},
-    ('resnet_imagenet', 'depth=101'): {'model.depth': 101},
-    ('resnet_imagenet', '152,v1_5'): {'model.depth': 152, 'model.stride_on_3x3': True},
-    ('densenet_imagenet', ''): {
-        **SGD, **IMAGENET, 'model.name': 'densenet', 'model.depth': 121, 'model.growth_rate': 32,
-        'model.stem': 'imagenet', 'optimizer.learning_rate': 0.1, 'optimizer.nesterov': True,
-        'optimizer.weight_decay': 1e-4, 'batch_size': 256, 'num_epochs': 90,
-        'schedule.name': 'piecewise', 'schedule.boundaries': (30, 60), 'schedule.decay_factor': 0.1},
-    ('densenet_imagenet', '264'): {'model.depth': 264},
-    ('resnext_imagenet', ''): {
-        **SGD, **IMAGENET, 'model.name': 'resnext', 'model.depth': 50, 'model.groups': 32,
-        'model.width_per_group': 4, 'model.bn_group_size': 32, 'optimizer.learning_rate': 0.1,
-        'optimizer.nesterov': False, 'optimizer.weight_decay': 1e-4, 'batch_size': 256,
-        'num_epochs': 100, 'schedule.name': 'piecewise', 'schedule.boundaries': (30, 60, 90),
-        'schedule.decay_factor': 0.1},
-    ('resnext_imagenet', '101-64x4d'): {'model.depth': 101, 'model.groups': 64,
-                                        'model.width_per_group': 4},
-    ('resnet_cifar10', ''): {
-        **SGD, **CIFAR_STEPS, **cifar(), **NO_WARMUP, 'model.name': 'resnet_cifar',
-        'model.depth': 20, 'model.residual': True, 'model.bn_group_size': 64},
-    ('resnet_cifar10', '56'): {'model.depth': 56, **NO_WARMUP},
-    ('resnet_cifar10', '110'): {**CIFAR_STEPS, 'model.depth': 110, **WARMUP_400},
-    ('resnet_cifar10', '1202'): {'model.depth': 1202, **WARMUP_400},
-    ('resnet_cifar10', '56,plain'): {'model.depth': 56, 'model.residual': False},
-    ('preact_resnet_cifar', ''): {
-        **SGD, **CIFAR_STEPS, **cifar(), **WARMUP_400, 'model.name': 'preact_resnet',
-        'model.stem': 'cifar', 'model.depth': 164, 'model.block': 'bottleneck',
-        'model.bn_group_size': 64},
-    ('preact_resnet_cifar', '1001,dataset=cifar100'): {**cifar('cifar100'), 'model.depth': 1001},
-    ('wrn_cifar', ''): {
-        **SGD, **cifar(), **NO_WARMUP, 'model.name': 'wrn', 'model.depth': 28,
-        'model.widen_factor': 10, 'model.dropout_rate': 0.0, 'optimizer.learning_rate': 0.1,
-        'optimizer.nesterov': True, 'optimizer.weight_decay': 5e-4, 'batch_size': 128,
-        'num_epochs': 200, 'schedule.name': 'piecewise', 'schedule.unit': 'epochs',
-        'schedule.boundaries': (60, 120, 160), 'schedule.decay_factor': 0.2},
-    ('wrn_cifar', '28-10,dropout'): {'model.dropout_rate': 0.3},
-    ('wrn_cifar', '16-8,dataset=cifar100'): {**cifar('cifar100'), 'model.depth': 16,
-                                            'model.widen_factor': 8},
-    ('wrn_cifar', 'net=40-4,dropout=0.1'): {'model.depth': 40, 'model.widen_factor': 4,
-                                            'model.dropout_rate': 0.1},
-    ('densenet_bc_cifar', ''): {
-        **SGD, **cifar(), 'model.name': 'densenet', 'model.stem': 'cifar', 'model.depth': 100,
-        'model.growth_rate': 12, 'model.bottleneck': True, 'model.compression': 0.5,
-        'model.dropout_rate': 0.0, 'optimizer.learning_rate': 0.1, 'optimizer.nesterov': True,
-        'optimizer.weight_decay': 1e-4, 'batch_size': 64, 'num_epochs': 300,
-        'schedule.name': 'piecewise', 'schedule.boundaries': (150, 225),
-        'schedule.decay_factor': 0.1},
-    ('densenet_bc_cifar', '250-24'): {'model.depth': 250, 'model.growth_rate': 24},
-    ('densenet_bc_cifar', '190-40,dataset=cifar100'): {**cifar('cifar100'), 'model.depth': 190,
-                                                      'model.growth_rate': 40},
-    ('stochastic_depth_cifar10', ''): {
-        **SGD, **cifar(), **NO_WARMUP, 'model.name': 'resnet_cifar', 'model.depth': 110,
-        'model.survival_prob_last': 0.5, 'optimizer.learning_rate': 0.1,
-        'optimizer.nesterov': True, 'optimizer.weight_decay': 1e-4, 'batch_size': 128,
-        'num_epochs': 500, 'schedule.name': 'piecewise', 'schedule.unit': 'epochs',
-        'schedule.boundaries': (250, 375), 'schedule.decay_factor': 0.1},
-    ('stochastic_depth_cifar10', '1202'): {'model.depth': 1202, 'model.survival_prob_last': 0.5},
-    ('resnext29_cifar', ''): {
-        **SGD, **cifar(), 'model.name': 'resnext', 'model.stem': 'cifar', 'model.depth': 29,
-        'model.groups': 8, 'model.width_per_group': 64, 'optimizer.learning_rate': 0.1,
-        'optimizer.nesterov': False, 'optimizer.weight_decay': 5e-4, 'batch_size': 128,
-        'num_epochs': 300, 'schedule.name': 'piecewise', 'schedule.boundaries': (150, 225),
-        'schedule.decay_factor': 0.1},
-    ('resnext29_cifar', '16x64d,dataset=cifar100'): {**cifar('cifar100'), 'model.groups': 16},
-    # Fashion-MNIST: He et al.'s CIFAR schedule, its boundaries at 1/2 and 3/4 of the budget.
-    ('fashion_mnist', ''): {
-        **SGD, 'data.name': 'fashion_mnist', 'data.validation_size': 5000, 'data.train_size': 0,
-        'data.train_ops': "pad_random_crop(4) | flip_lr | normalize('fashion_mnist')",
-        'data.eval_ops': "normalize('fashion_mnist')", 'model.name': 'resnet_cifar',
-        'model.depth': 20, 'model.residual': True, 'model.survival_prob_last': 1.0,
-        'batch_size': 128, 'optimizer.learning_rate': 0.1, 'optimizer.weight_decay': 1e-4,
-        'optimizer.nesterov': False, 'num_train_steps': 6500, 'schedule.name': 'piecewise',
-        'schedule.unit': 'steps', 'schedule.boundaries': (3250, 4875), 'schedule.decay_factor': 0.1,
-        **NO_WARMUP},
-    ('fashion_mnist', 'plain56,steps=64000,train_size=20000'): {
-        **CIFAR_STEPS, 'model.depth': 56, 'model.residual': False, 'data.train_size': 20000,
-        **NO_WARMUP},
-    ('fashion_mnist', 'resnet110,survival=0.5,steps=64000'): {
-        **CIFAR_STEPS, **WARMUP_400, 'model.depth': 110, 'model.survival_prob_last': 0.5},
-    ('fashion_mnist', 'resnet110,steps=3200'): {'schedule.warmup': 200, 'num_train_steps': 3200},
-    ('fashion_mnist', 'wrn-28-10,steps=1000,validation=0'): {
-        'model.name': 'wrn', 'model.depth': 28, 'model.widen_factor': 10, 'model.dropout_rate': 0.0,
-        'optimizer.nesterov': True, 'optimizer.weight_decay': 5e-4, 'schedule.unit': 'steps',
-        'schedule.boundaries': (300, 600, 800), 'schedule.decay_factor': 0.2,
-        'data.validation_size': 0},
-    ('fashion_mnist', 'resnet20,pad=2'): {
-        'data.train_ops': "pad_random_crop(2) | flip_lr | normalize('fashion_mnist')"},
-    ('fashion_mnist', 'resnet20,pad=0'): {'data.train_ops': "flip_lr | normalize('fashion_mnist')"},
-    ('fashion_mnist', 'lenet5'): {
-        'model.name': 'lenet5', 'data.train_ops': "pad(2) | flip_lr | normalize('fashion_mnist')", 'data.eval_ops': "pad(2) | normalize('fashion_mnist')",
-        'optimizer.learning_rate': 0.05, 'optimizer.weight_decay': 5e-4},
-}
-
-
-@pytest.mark.parametrize('name, args', sorted(EXPECTED), ids=lambda x: str(x) or 'default')
+@pytest.mark.parametrize('name, args', VARIANTS, ids=lambda x: str(x) or 'default')
 def test_recipe_matches_the_paper(name, args):
+  """get_config(args) resolves to the PAPER data of the recipe's file (and the shared pipeline)."""
+  paper = module(name).PAPER.fields(args)
+  assert 'data.name' in paper, f'{name}: PAPER names no data set'
+  expected = {**pipeline(paper['data.name']), **paper}
   config = flat(get(name, args))
-  expected = EXPECTED[(name, args)]
   wrong = {key: (config.get(key, '<missing>'), value) for key, value in expected.items()
            if config.get(key, '<missing>') != value}
   assert not wrong, f'{name}:{args} (got, paper): {wrong}'
 
 
-@pytest.mark.parametrize('name, args', sorted(EXPECTED), ids=lambda x: str(x) or 'default')
+@pytest.mark.parametrize('name, args', VARIANTS, ids=lambda x: str(x) or 'default')
 def test_every_listed_variant_builds_with_runlocal(name, args, data_dir):
   """Model, optimiser, schedule and data of every variant above pass the trainer's checks."""
   config = get(name, ','.join(filter(None, [args, 'runlocal'])))
@@ -213,17 +88,114 @@ def test_every_listed_variant_builds_with_runlocal(name, args, data_dir):
   assert setup.total_steps == 2 and setup.model.num_classes == 10  # digits' classes
 
 
-def test_every_recipe_file_is_listed_and_tested():
-  """A config built on configs/common.py is a paper recipe: it must be in RECIPES and EXPECTED."""
-  here = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs')
-  recipes = set()
-  for file in os.listdir(here):
-    if file.endswith('.py') and file != 'common.py':
-      with open(os.path.join(here, file)) as f:
-        if 'from configs import common' in f.read():
-          recipes.add(file[:-3])
-  assert recipes == set(RECIPES)
-  assert {name for name, _ in EXPECTED} == set(RECIPES)
+def test_every_config_with_get_config_is_a_recipe_or_a_demo():
+  """common.recipes() lists the configs that define PAPER; every other config is a digits demo."""
+  configs = {file[:-3] for file in os.listdir(os.path.join(REPO, 'configs'))
+             if file.endswith('.py') and hasattr(module(file[:-3]), 'get_config')}
+  assert set(RECIPES) == configs - DEMOS and not DEMOS & set(RECIPES)
+  assert set(SMOKE_ORDER) == set(RECIPES)  # a new recipe: place its smoke run by its cost
+
+
+# ---------------------------------------------------------------------------------------------
+# The docstrings and the README state the PAPER data
+
+# A recipe docstring states a figure once, e.g. "lr 0.1", "weight decay 1e-4", "32k", "64,000",
+# "60x10^4", "10M iterations". Each number, with its multiplier.
+NUMBER = re.compile(r'(?<![\d.])(\d{1,3}(?:,\d{3})+|\d+(?:\.\d+)?(?:e-?\d+)?)(k\b|M\b|x10\^(\d+))?')
+# Variant fields whose numbers the docstring must state too (the recipe's: all of them).
+KEY_FIELDS = ('optimizer.learning_rate', 'optimizer.momentum', 'optimizer.weight_decay',
+              'batch_size', 'schedule.decay_factor', 'schedule.warmup_lr', 'model.dropout_rate')
+
+
+def stated_numbers(text: str) -> list[float]:
+  numbers = []
+  for digits, suffix, power in NUMBER.findall(text):
+    value = float(digits.replace(',', ''))
+    if power:
+      value *= 10 ** int(power)
+    elif suffix:
+      value *= {'k': 1e3, 'M': 1e6}[suffix]
+    numbers.append(value)
+  return numbers
+
+
+def paper_numbers(key: str, value) -> list[float]:
+  """The numbers a docstring states for one field: a long regular schedule by its period."""
+  if isinstance(value, bool) or not isinstance(value, (int, float, tuple)):
+    return []
+  values = list(value) if isinstance(value, tuple) else [value]
+  steps = {b - a for a, b in zip(values, values[1:])}
+  if len(values) > 4 and len(steps) == 1:  # "every 8 epochs"
+    values = [values[0]]
+  return [v for v in values if v != 0]
+
+
+def states(numbers: list[float], key: str, value: float) -> bool:
+  # A decay factor reads "divided by 10" as well as "x0.96"; a rounded factor, "0.376".
+  candidates = [value, 1 / value] if key == 'schedule.decay_factor' else [value]
+  return any(math.isclose(n, c, rel_tol=1e-3) for n in numbers for c in candidates)
+
+
+def figure_in(figure: str, text: str) -> bool:
+  """The figure ('27.0/8.8'), not a longer number containing it ('27.05')."""
+  text = re.sub(r'\s*/\s*', '/', text)
+  return re.search(rf'(?<![\d.]){re.escape(figure)}(?!\d)', text) is not None
+
+
+def target_paragraphs(doc: str) -> str:
+  return '\n'.join(p for p in re.split(r'\n\s*\n', doc) if 'target' in p.lower())
+
+
+@pytest.mark.parametrize('name', RECIPES)
+def test_docstring_states_the_paper_targets_and_numbers(name):
+  """Each target figure of PAPER in the docstring's target paragraph, each number of its recipe
+  (and each key number of its variants) somewhere in the docstring."""
+  paper, doc = module(name).PAPER, module(name).__doc__
+  targets = target_paragraphs(doc)
+  assert paper.targets and targets, f'{name}: no paper target'
+  missing = [f'{label}: {figure}' for label, figure in paper.targets.items()
+             if not figure_in(figure, targets)]
+  assert not missing, f'{name}: targets missing from the docstring: {missing}'
+  numbers = stated_numbers(doc)
+  facts = [*paper.recipe.items(),
+           *((key, value) for fields in paper.variants.values() for key, value in fields.items()
+             if key in KEY_FIELDS)]
+  missing = sorted({f'{key}={value}' for key, field in facts for value in paper_numbers(key, field)
+                    if not states(numbers, key, value)})
+  assert not missing, f'{name}: numbers of PAPER missing from the docstring: {missing}'
+
+
+def readme_targets() -> dict[str, str]:
+  """The "paper target" column of README.md's recipe table, by recipe."""
+  with open(os.path.join(REPO, 'README.md')) as f:
+    section = f.read().split('\n## Paper recipes', 1)[1].split('\n## ', 1)[0]
+  rows, column = {}, None
+  for line in section.splitlines():
+    cells = [cell.strip() for cell in re.split(r'(?<!\\)\|', line)[1:-1]]
+    if column is None and any(cell.startswith('paper target') for cell in cells):
+      column = next(i for i, cell in enumerate(cells) if cell.startswith('paper target'))
+    elif column is not None:
+      if not line.startswith('|'):
+        break  # the table's end
+      if match := re.search(r'configs/(\w+)\.py', line):
+        rows[match.group(1)] = cells[column]
+  return rows
+
+
+def test_readme_recipe_table_has_every_recipe():
+  assert sorted(readme_targets()) == sorted(RECIPES)
+
+
+@pytest.mark.parametrize('name', RECIPES)
+def test_readme_paper_target_column_matches_paper(name):
+  """Every target figure of PAPER in the recipe's README row, and no other error figure there."""
+  cell = readme_targets()[name]
+  paper = module(name).PAPER
+  missing = [figure for figure in paper.targets.values() if not figure_in(figure, cell)]
+  assert not missing, f'{name}: README lacks {missing}: {cell!r}'
+  known = {number for figure in paper.targets.values() for number in figure.split('/')}
+  unknown = set(re.findall(r'\d+\.\d+', cell)) - known
+  assert not unknown, f'{name}: README states {sorted(unknown)}, not in PAPER.targets: {cell!r}'
 
 
 @pytest.mark.parametrize('name', RECIPES)
@@ -353,6 +325,15 @@ def test_runlocal_keeps_model_optimiser_schedule_and_input_size(name):
   assert local['log_every_steps'] == 1
   crops = [op for op in full['data.eval_ops'].split('|') if 'normalize' not in op]
   assert all(op.strip() in local['data.eval_ops'] for op in crops)  # same crop, same size
+
+
+def test_apply_sets_flat_fields_and_refuses_a_misspelt_one():
+  from cnn_jax import ConfigError
+  config = common.base_config()
+  common.apply(config, {'optimizer.learning_rate': 0.2, 'model.depth': 8})  # models take any field
+  assert config.optimizer.learning_rate == 0.2 and config.model.depth == 8
+  with pytest.raises(ConfigError, match=r"'optimizer.learning_rte' does not exist"):
+    common.apply(config, {'optimizer.learning_rte': 0.1})
 
 
 def test_runlocal_replaces_the_fused_jpeg_crop_and_tiles_grey_to_rgb():

@@ -110,11 +110,11 @@ def test_local_bad_options_are_a_usage_error(args):
 
 def test_tpu_dry_run_prints_the_gcloud_command():
   result = _run(['launch/tpu_pod.sh', '--dry-run', '--tpu=my-pod', '--zone=us-central2-b', '--',
-                 '--config=configs/resnet_cifar.py', SPACED, '--workdir=gs://my-bucket/cnn_jax/r20'])
+                 '--config=configs/digits_resnet.py', SPACED, '--workdir=gs://my-bucket/cnn_jax/r20'])
   assert result.returncode == 0, result.stderr
   assert result.stdout == (
       'gcloud compute tpus tpu-vm ssh my-pod --zone=us-central2-b --worker=all '
-      "--command='cd ~/cnn_jax && python3 -m cnn_jax.main --config=configs/resnet_cifar.py "
+      "--command='cd ~/cnn_jax && python3 -m cnn_jax.main --config=configs/digits_resnet.py "
       f"{SPACED_Q} --workdir=gs://my-bucket/cnn_jax/r20'\n")
 
 
@@ -166,10 +166,10 @@ def test_tpu_missing_options_are_a_usage_error(args, message):
 # --- launch/slurm.sbatch --------------------------------------------------------------------------
 
 def test_slurm_dry_run_prints_the_srun_command():
-  result = _run(['launch/slurm.sbatch', '--dry-run', '--config=configs/resnet_cifar.py', SPACED,
+  result = _run(['launch/slurm.sbatch', '--dry-run', '--config=configs/digits_resnet.py', SPACED,
                  '--workdir=/shared/runs/r20'])
   assert result.returncode == 0, result.stderr
-  assert result.stdout == ('srun --kill-on-bad-exit=1 python -m cnn_jax.main --config=configs/resnet_cifar.py '
+  assert result.stdout == ('srun --kill-on-bad-exit=1 python -m cnn_jax.main --config=configs/digits_resnet.py '
                            f'{SPACED_Q} --workdir=/shared/runs/r20\n')
 
 

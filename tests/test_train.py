@@ -53,7 +53,7 @@ def test_default_config_trains_digits_to_97_percent(data_dir, tmp_path):
 
 
 def test_eight_devices_give_the_same_loss_curve_as_one(data_dir, tmp_path):
-  args = ['--config=configs/resnet_cifar.py:8',
+  args = ['--config=configs/digits_resnet.py:8',
           '--config.data.train_ops=resize(16)|normalize', '--config.data.eval_ops=resize(16)|normalize',
           '--config.num_train_steps=12', '--config.log_every_steps=1', '--config.batch_size=32']
   curves = {}

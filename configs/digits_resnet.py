@@ -1,7 +1,8 @@
-"""CIFAR ResNet (He et al. 2015, depth 6n+2) on digits, with the paper's optimiser settings.
+"""A demo, not a paper recipe: the CIFAR ResNet (He et al. 2015, depth 6n+2) on digits, with the
+paper's optimiser settings.
 
-  python -m cnn_jax.main --config=configs/resnet_cifar.py --workdir=/tmp/cnn_jax/resnet20
-  python -m cnn_jax.main --config=configs/resnet_cifar.py:56 --workdir=/tmp/cnn_jax/resnet56
+  python -m cnn_jax.main --config=configs/digits_resnet.py --workdir=/tmp/cnn_jax/resnet20
+  python -m cnn_jax.main --config=configs/digits_resnet.py:56 --workdir=/tmp/cnn_jax/resnet56
 
 The argument is the depth (default 20). Expected on digits: about 98% test accuracy for ResNet-20
 after 15 epochs (a few minutes on 2 CPU cores). The paper's CIFAR-10 recipe is
