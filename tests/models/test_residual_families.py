@@ -180,6 +180,50 @@ def test_densenet121_concatenates_and_compresses():
   assert _block_output(inter, 'block4_layer16') == (2, 7, 7, 512 + 16 * 32)
 
 
+# ----------------------------------------------------------------------------- CIFAR ResNet = ResNet
+
+
+def cifar_resnet_as_resnet(depth: int, **kwargs) -> ResNet:
+  """The CIFAR ResNet of He et al. as the general ResNet: 3x3 stem, basic blocks, width 16, option A."""
+  return ResNet(stem='cifar', block='basic', base_width=16, shortcut='A', depth=depth,
+                num_classes=10, **kwargs)
+
+
+def _variable_shapes(model: nn.Module, size: int = 32) -> list[tuple[str, tuple[int, ...], str]]:
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, size, size, 3)),
+                                                train=False))
+  return [(jax.tree_util.keystr(path), leaf.shape, str(leaf.dtype))
+          for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]]
+
+
+@pytest.mark.parametrize('depth', [20, 56])
+@pytest.mark.parametrize('residual', [True, False])
+def test_cifar_resnet_has_the_variables_of_the_resnet_with_a_cifar_stem(depth, residual):
+  cifar = _variable_shapes(CifarResNet(depth=depth, residual=residual))
+  assert cifar == _variable_shapes(cifar_resnet_as_resnet(depth, residual=residual))
+  assert {path.split("']")[0] for path, _, _ in cifar} == {"['params", "['batch_stats"}
+
+
+def test_cifar_resnet_computes_what_the_resnet_with_a_cifar_stem_computes():
+  # Same initial values, and the same outputs (evaluation, training with stochastic depth, the
+  # updated BatchNorm statistics) for the same variables.
+  reference = CifarResNet(depth=8, survival_prob_last=0.5)
+  folded = cifar_resnet_as_resnet(8, survival_prob_last=0.5)
+  variables = random_variables(reference)
+
+  def outputs(key):
+    def run(model):
+      initial = model.init(key, IMAGES, train=False)
+      train = model.apply(variables, IMAGES, train=True, mutable=['batch_stats'], rngs={'dropout': key})
+      return initial, model.apply(variables, IMAGES, train=False), train
+    return run(reference), run(folded)
+
+  ours, theirs = compiled(outputs, jax.random.key(3))(jax.random.key(3))
+  assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+    np.testing.assert_array_equal(a, b)
+
+
 # ----------------------------------------------------------------------------- stochastic depth
 
 # Tiny members of each residual family, one per network class that wires stochastic depth, and
