@@ -133,8 +133,8 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
     common.piecewise(config, he_boundaries, 0.1, unit='steps')
   elif kind in ('resnet', 'plain'):
     depth = int(match.group(3))
-    common.set_model(config, 'resnet_cifar', depth=depth, width=16, residual=kind == 'resnet',
-                     survival_prob_last=a.survival, bn_group_size=None)
+    common.set_model(config, 'resnet_cifar', depth=depth, base_width=16,
+                     residual=kind == 'resnet', survival_prob_last=a.survival, bn_group_size=None)
     common.piecewise(config, he_boundaries, 0.1, unit='steps')
     if depth >= WARMUP_FROM_DEPTH:
       config.schedule.warmup = min(WARMUP_STEPS, steps // 16)

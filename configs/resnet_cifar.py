@@ -14,8 +14,9 @@ from configs import default
 
 def get_config(depth: str = '20') -> ml_collections.ConfigDict:
   config = default.get_config()
-  config.model = ml_collections.ConfigDict({'name': 'resnet_cifar', 'depth': int(depth), 'width': 16,
-                                            'residual': True, 'survival_prob_last': 1.0,
+  config.model = ml_collections.ConfigDict({'name': 'resnet_cifar', 'depth': int(depth),
+                                            'base_width': 16, 'residual': True,
+                                            'survival_prob_last': 1.0,
                                             'bn_group_size': 0})  # 0: BatchNorm over the global batch
   config.data.train_ops = 'resize(32) | pad_random_crop(4) | normalize(mean=0.3, std=0.4)'
   config.optimizer.learning_rate = 0.1

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from cnn_jax import ConfigError
 from cnn_jax.models import layers, register, resnet
-from cnn_jax.models.resnet import conv
+from cnn_jax.models.layers import conv
 
 IMAGENET_BLOCKS: dict[int, tuple[int, ...]] = {
     121: (6, 12, 24, 16),

@@ -204,6 +204,21 @@ def _grouped_conv_nhwc_bwd(strides, padding, rhs_dilation, groups, precision, re
 _grouped_conv_nhwc.defvjp(_grouped_conv_nhwc_fwd, _grouped_conv_nhwc_bwd)
 
 
+# ----------------------------------------------------------------------------- shared layers
+# Functions, not modules: called inside a compact method, the layers they create are submodules of
+# the caller with the names given, so parameter paths (conv1, bn1, ...) stay those of the papers'
+# layer tables.
+
+
+def conv(features: int, kernel: int, stride: int = 1, *, name: str, dtype: Any, groups: int = 1,
+         use_bias: bool = False, kernel_init: Any = he_normal_fan_out) -> nn.Conv:
+  """A square conv with 'same'-style symmetric padding (torchvision's padding = k // 2) and the fast
+  CPU kernel gradient; by default bias-free with He fan-out init, the ResNet family's conv."""
+  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=kernel // 2,
+                 feature_group_count=groups, use_bias=use_bias, dtype=dtype,
+                 kernel_init=kernel_init, name=name, conv_general_dilated=conv_general_dilated)
+
+
 def checkpoint_block_output(x: jax.Array) -> jax.Array:
   """Marks a residual block's (or a dense layer's) output as a fusion boundary, on CPU.
 

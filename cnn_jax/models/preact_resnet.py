@@ -30,7 +30,7 @@ import jax.numpy as jnp
 
 from cnn_jax.models import layers, register
 from cnn_jax.models import resnet
-from cnn_jax.models.resnet import conv
+from cnn_jax.models.layers import conv
 
 class PreActUnit(nn.Module):
   """One pre-activation residual unit; ``features`` is its output width.

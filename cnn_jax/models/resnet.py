@@ -1,12 +1,13 @@
 """ResNet (He et al. 2015): the CIFAR nets (depth 6n+2) and the ImageNet nets (18 to 200 layers).
 
-CIFAR: three stages of n basic blocks at 16/32/64 filters with option-A shortcuts (identity, with
-stride-2 subsampling and zero-padded channels where the shape changes), so the residual net and its
-plain twin have identical parameter counts.
+One module, :class:`ResNet`, builds both. CIFAR (``stem='cifar'``, registered as ``resnet*_cifar``
+and ``plain*_cifar``): 3x3 conv 16-BN-ReLU, three stages of n basic blocks at 16/32/64 filters with
+option-A shortcuts (identity, with stride-2 subsampling and zero-padded channels where the shape
+changes), so the residual net and its plain twin have identical parameter counts.
 
-ImageNet (:class:`ResNet`): stem 7x7/2 conv 64-BN-ReLU-3x3/2 max-pool, four stages at 64/128/256/512
-planes (x4 output channels for bottlenecks), global average pooling, fc. Defaults are torchvision's
-(v1.5 with option-B shortcuts), whose parameter counts it matches exactly. ``stride_on_3x3=False``
+ImageNet: stem 7x7/2 conv 64-BN-ReLU-3x3/2 max-pool, four stages at 64/128/256/512 planes (x4
+output channels for bottlenecks), global average pooling, fc. Defaults are torchvision's (v1.5 with
+option-B shortcuts), whose parameter counts it matches exactly. ``stride_on_3x3=False``
 is the paper's v1 (stride 2 on the first 1x1 of a downsampling bottleneck); ``shortcut`` selects
 option A, B or C; ``residual=False`` is the plain twin of any depth. ``groups``/``width_per_group``
 give ResNeXt and wide ResNets (registered in resnext.py and wide_resnet.py) and ``stem='cifar'``
@@ -25,6 +26,7 @@ import jax.numpy as jnp
 
 from cnn_jax import ConfigError
 from cnn_jax.models import layers, register
+from cnn_jax.models.layers import conv
 
 # Blocks per stage of the ImageNet nets (He et al. 2015, Table 1; ResNet-200 from He et al. 2016).
 IMAGENET_LAYOUTS: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -66,20 +68,12 @@ def stage_layout(family: str, depth: int, stem: str, block: Optional[str]) -> tu
                              net=f'a CIFAR {family} of {block} blocks',
                              counted=f'three stages of n blocks of {per_block} weight layers, plus '
                                      'the first conv and the classifier',
-                             examples='29, 164, 1001' if block == 'bottleneck' else '20, 56, 110')
+                             examples='29, 164, 1001' if block == 'bottleneck'
+                             else '20, 32, 44, 56, 110, 1202')
   return block, (n, n, n)
 
 
 # ----------------------------------------------------------------------------- building blocks
-
-
-def conv(features: int, kernel: int, stride: int = 1, *, name: str, dtype: Any,
-         groups: int = 1) -> nn.Conv:
-  """A bias-free square conv with 'same'-style symmetric padding (torchvision's padding = k // 2)."""
-  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=kernel // 2,
-                 feature_group_count=groups, use_bias=False, dtype=dtype,
-                 kernel_init=layers.he_normal_fan_out, name=name,
-                 conv_general_dilated=layers.conv_general_dilated)
 
 
 def shortcut_option_a(x: jax.Array, features: int, stride: int) -> jax.Array:
@@ -170,43 +164,13 @@ class Bottleneck(nn.Module):
 # ----------------------------------------------------------------------------- networks
 
 
-class CifarResNet(nn.Module):
-  """ResNet-(6n+2) for 32x32 inputs; ``residual=False`` gives its plain twin."""
-  depth: int = 20
-  num_classes: int = 10
-  width: int = 16
-  residual: bool = True
-  survival_prob_last: float = 1.0
-  dtype: Any = jnp.float32
-  bn_group_size: Optional[int] = None
-
-  def __post_init__(self):
-    layers.units_for_depth(self.depth, per_unit=6, fixed=2, net='a CIFAR ResNet',
-                           counted='three stages of n two-layer blocks, plus the first conv and '
-                                   'the classifier', examples='20, 32, 44, 56, 110, 1202')
-    layers.check_survival_prob(self.survival_prob_last, self.residual)
-    super().__post_init__()
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    n = (self.depth - 2) // 6
-    probs = layers.survival_probs(3 * n, self.survival_prob_last)
-    x = conv(self.width, 3, name='conv1', dtype=self.dtype)(x.astype(self.dtype))
-    x = nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name='bn1')(x, train))
-    for stage in range(3):
-      for i in range(n):
-        x = BasicBlock(self.width * 2 ** stage, stride=2 if stage and i == 0 else 1,
-                       residual=self.residual, survival_prob=probs[stage * n + i], dtype=self.dtype,
-                       bn_group_size=self.bn_group_size, name=f'stage{stage + 1}_block{i + 1}')(x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
-
-
 class ResNet(nn.Module):
-  """ImageNet-style ResNet (v1 blocks): any depth of the paper's table, torchvision's defaults.
+  """A ResNet (v1 blocks): any depth of the paper's ImageNet table with torchvision's defaults.
 
   ``stem='cifar'`` replaces the 7x7/2 conv and max-pool by a 3x3 conv-BN-ReLU and uses three stages
-  (strides 1, 2, 2) of (depth-2)/9 bottlenecks: the CIFAR ResNeXt-29 of Xie et al.
+  (strides 1, 2, 2): of (depth-2)/9 bottlenecks by default (the CIFAR ResNeXt-29 of Xie et al.), or
+  with ``block='basic'``, ``base_width=16`` and ``shortcut='A'`` of (depth-2)/6 basic blocks, the
+  CIFAR ResNets of He et al. (``CIFAR``).
   """
   depth: int = 50
   num_classes: int = 1000
@@ -268,11 +232,13 @@ class ResNet(nn.Module):
     return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
 
 
+# The CIFAR nets of the paper (section 4.2): ResNet-(6n+2) and its plain twin.
+CIFAR = dict(stem='cifar', block='basic', base_width=16, shortcut='A', num_classes=10)
 for _depth in (20, 32, 44, 56, 110, 1202):
-  register(f'resnet{_depth}_cifar', CifarResNet, depth=_depth)
+  register(f'resnet{_depth}_cifar', ResNet, depth=_depth, **CIFAR)
 for _depth in (20, 32, 44, 56, 110):
-  register(f'plain{_depth}_cifar', CifarResNet, depth=_depth, residual=False)
-register('resnet_cifar', CifarResNet)
+  register(f'plain{_depth}_cifar', ResNet, depth=_depth, residual=False, **CIFAR)
+register('resnet_cifar', ResNet, depth=20, **CIFAR)
 
 register('resnet', ResNet)
 for _depth in (18, 34, 50, 101, 152):  # torchvision's depths; depth=200 is an argument away

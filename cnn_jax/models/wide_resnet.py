@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from cnn_jax.models import layers, register, resnet
 from cnn_jax.models.preact_resnet import preact_trunk
-from cnn_jax.models.resnet import conv
+from cnn_jax.models.layers import conv
 
 STEM_FEATURES = 16
 
