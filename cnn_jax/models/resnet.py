@@ -18,6 +18,7 @@ enables the linear decay rule over all blocks of the net.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, Optional, Sequence
 
 import flax.linen as nn
@@ -103,7 +104,7 @@ def shortcut(x: jax.Array, features: int, stride: int, option: str, train: bool,
 
 
 class BasicBlock(nn.Module):
-  """conv3x3-BN-ReLU-conv3x3-BN, added to the shortcut, then ReLU (v1 ordering)."""
+  """conv3x3-BN-ReLU-conv3x3-BN, added to the shortcut, then ReLU (v1 ordering); ``act`` is the ReLU."""
   features: int
   stride: int = 1
   residual: bool = True
@@ -111,18 +112,21 @@ class BasicBlock(nn.Module):
   shortcut: str = 'A'
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     norm = lambda name: layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name=name)
+    bn_act = functools.partial(layers.bn_act, train=train, dtype=self.dtype,
+                               bn_group_size=self.bn_group_size, act=self.act)
     y = conv(self.features, 3, self.stride, name='conv1', dtype=self.dtype)(x)
-    y = nn.relu(norm('bn1')(y, train))
+    y = bn_act(y, name='bn1')
     y = norm('bn2')(conv(self.features, 3, name='conv2', dtype=self.dtype)(y), train)
     if self.residual:
       y = layers.StochasticDepth(self.survival_prob)(y, train)
       y = y + shortcut(x, self.features, self.stride, self.shortcut, train, dtype=self.dtype,
                        bn_group_size=self.bn_group_size)
-    return layers.checkpoint_block_output(nn.relu(y))
+    return layers.checkpoint_block_output(self.act(y))
 
 
 class Bottleneck(nn.Module):
@@ -141,24 +145,27 @@ class Bottleneck(nn.Module):
   shortcut: str = 'B'
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu
 
   expansion: ClassVar[int] = BOTTLENECK_EXPANSION
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     norm = lambda name: layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name=name)
+    bn_act = functools.partial(layers.bn_act, train=train, dtype=self.dtype,
+                               bn_group_size=self.bn_group_size, act=self.act)
     width = int(self.planes * (self.width_per_group / 64.0)) * self.groups
     out_features = self.planes * self.expansion
     stride_1x1, stride_3x3 = (1, self.stride) if self.stride_on_3x3 else (self.stride, 1)
-    y = nn.relu(norm('bn1')(conv(width, 1, stride_1x1, name='conv1', dtype=self.dtype)(x), train))
+    y = bn_act(conv(width, 1, stride_1x1, name='conv1', dtype=self.dtype)(x), name='bn1')
     y = conv(width, 3, stride_3x3, name='conv2', dtype=self.dtype, groups=self.groups)(y)
-    y = nn.relu(norm('bn2')(y, train))
+    y = bn_act(y, name='bn2')
     y = norm('bn3')(conv(out_features, 1, name='conv3', dtype=self.dtype)(y), train)
     if self.residual:
       y = layers.StochasticDepth(self.survival_prob)(y, train)
       y = y + shortcut(x, out_features, self.stride, self.shortcut, train, dtype=self.dtype,
                        bn_group_size=self.bn_group_size)
-    return layers.checkpoint_block_output(nn.relu(y))
+    return layers.checkpoint_block_output(self.act(y))
 
 
 # ----------------------------------------------------------------------------- networks
@@ -185,6 +192,7 @@ class ResNet(nn.Module):
   survival_prob_last: float = 1.0
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu  # every nonlinearity of the net
 
   def __post_init__(self):
     block, _ = stage_layout('ResNet', self.depth, self.stem, self.block)
@@ -207,15 +215,13 @@ class ResNet(nn.Module):
     block, stage_sizes = stage_layout('ResNet', self.depth, self.stem, self.block)
     probs = iter(layers.survival_probs(sum(stage_sizes), self.survival_prob_last))
     x = x.astype(self.dtype)
+    norm_act = dict(dtype=self.dtype, bn_group_size=self.bn_group_size, act=self.act)
     if self.stem == 'imagenet':
-      x = conv(self.base_width, 7, 2, name='conv1', dtype=self.dtype)(x)
+      x = layers.imagenet_stem(x, train, features=self.base_width, **norm_act)
     else:
       x = conv(self.base_width, 3, name='conv1', dtype=self.dtype)(x)
-    x = nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name='bn1')(x, train))
-    if self.stem == 'imagenet':
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
-    common = dict(residual=self.residual, shortcut=self.shortcut, dtype=self.dtype,
-                  bn_group_size=self.bn_group_size)
+      x = layers.bn_act(x, train, name='bn1', **norm_act)
+    common = dict(residual=self.residual, shortcut=self.shortcut, **norm_act)
     for stage, count in enumerate(stage_sizes):
       planes = self.base_width * 2 ** stage
       for i in range(count):
@@ -228,8 +234,7 @@ class ResNet(nn.Module):
                             stride_on_3x3=self.stride_on_3x3, survival_prob=next(probs), name=name,
                             **common)
         x = unit(x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
+    return layers.classifier_head(x, self.num_classes, dtype=self.dtype)
 
 
 # The CIFAR nets of the paper (section 4.2): ResNet-(6n+2) and its plain twin.
