@@ -21,6 +21,8 @@ Activation = Callable[[jax.Array], jax.Array]
 # He et al. 2015 ("Delving deep into rectifiers"): N(0, 2/fan_out) for convolutions, as the ResNet
 # papers and torchvision initialise them.
 he_normal_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+# Flax's default kernel init of Conv and Dense: LeCun, a truncated normal of variance 1/fan_in.
+lecun_normal = nn.initializers.lecun_normal()
 
 
 class BatchNorm(nn.Module):
