@@ -13,9 +13,9 @@ from jax import lax
 from cnn_jax import ConfigError
 
 Dtype = Any
-# A nonlinearity: every model takes one as its ``act`` field (``nn.relu`` by default; LeNet-5's default
-# is the one its ``activation`` names) and uses it for all of its activations, so a caller can swap
-# them all at once (a different nonlinearity, a visualisation hook).
+# A nonlinearity: every model takes one as its ``act`` field (``nn.relu`` by default; LeNet-5's
+# default is the one its ``activation`` names) and uses it for all of its activations, so a caller
+# can swap them all at once (a different nonlinearity, a visualisation hook).
 Activation = Callable[[jax.Array], jax.Array]
 
 # He et al. 2015 ("Delving deep into rectifiers"): N(0, 2/fan_out) for convolutions, as the ResNet

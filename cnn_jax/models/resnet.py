@@ -104,7 +104,7 @@ def shortcut(x: jax.Array, features: int, stride: int, option: str, train: bool,
 
 
 class BasicBlock(nn.Module):
-  """conv3x3-BN-ReLU-conv3x3-BN, added to the shortcut, then ReLU (v1 ordering); ``act`` is the ReLU."""
+  """conv3x3-BN-ReLU-conv3x3-BN, added to the shortcut, then ReLU (v1 ordering); ReLU is ``act``."""
   features: int
   stride: int = 1
   residual: bool = True
