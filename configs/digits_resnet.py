@@ -16,7 +16,7 @@ from configs import default
 def get_config(depth: str = '20') -> ml_collections.ConfigDict:
   config = default.get_config()
   config.model = ml_collections.ConfigDict({
-      'name': 'resnet_cifar', 'depth': int(depth), 'width': 16, 'residual': True,
+      'name': 'resnet_cifar', 'depth': int(depth), 'base_width': 16, 'residual': True,
       'survival_prob_last': 1.0,
       # None: BatchNorm over the global batch; a placeholder, so that a flag can set a group size
       'bn_group_size': ml_collections.config_dict.placeholder(int)})

@@ -175,7 +175,7 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
     family_recipe, cuts = LENET, HE_CUTS
   elif kind in ('resnet', 'plain'):
     depth = int(match.group(3))
-    common.set_model(config, 'resnet_cifar', depth=depth, width=16, residual=kind == 'resnet',
+    common.set_model(config, 'resnet_cifar', depth=depth, base_width=16, residual=kind == 'resnet',
                      survival_prob_last=a.survival, bn_group_size=None)
     family_recipe, cuts = HE_CIFAR, HE_CUTS
   else:

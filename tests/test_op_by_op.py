@@ -65,7 +65,7 @@ def test_one_compiled_sampler_serves_every_shape_of_a_size_class(caplog):
 
 def test_init_state_of_a_registered_net_equals_flax_lazy_init(data_dir):
   setup = train.build(small_config(data_dir, model__name='resnet_cifar', model__depth=8,
-                                   model__width=4))
+                                   model__base_width=4))
   params_rng, dropout_rng, state_rng = jax.random.split(jax.random.PRNGKey(7), 3)
   variables = setup.model.lazy_init({'params': params_rng, 'dropout': dropout_rng},
                                     jax.ShapeDtypeStruct((1,) + setup.info.image_shape,

@@ -138,8 +138,12 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
     fixed = set(factory.keywords) if isinstance(factory, functools.partial) else set()
     unknown = sorted(set(kwargs) - accepted)
     if unknown:
+      # A registered variant's fixed arguments are not listed but may still be overridden (e.g.
+      # base_width of resnet_cifar, formerly its width), so the close matches come from all of them.
+      close = sorted({m for u in unknown for m in difflib.get_close_matches(u, accepted, n=1)})
+      hint = f' Did you mean {", ".join(close)}?' if close else ''
       raise ConfigError(f'model {name!r} takes no argument(s) {", ".join(unknown)}; '
-                        f'it takes: {", ".join(sorted(accepted - fixed))}.')
+                        f'it takes: {", ".join(sorted(accepted - fixed))}.{hint}')
   return factory(**kwargs)
 
 

@@ -66,6 +66,7 @@ class AlexNet(nn.Module):
   # 'lecun': Flax's default, the fan-in scaling of PyTorch's default init used by torchvision.
   weight_init: str = 'gaussian_unit_bias'
   dtype: Any = jnp.float32
+  act: layers.Activation = nn.relu  # every nonlinearity of the net
 
   def __post_init__(self):
     if len(self.widths) != 5:
@@ -102,7 +103,7 @@ class AlexNet(nn.Module):
       x = nn.Conv(self.widths[i], (kernels[i], kernels[i]), strides[i], padding=paddings[i],
                   feature_group_count=groups[i], dtype=self.dtype, name=layer,
                   conv_general_dilated=layers.conv_general_dilated, **self._inits(layer))(x)
-      x = nn.relu(x)
+      x = self.act(x)
       if i < 2:
         normalise = (layers.LocalResponseNorm(groups=self.towers, name=f'lrn{i + 1}')
                      if self.lrn else None)
@@ -118,7 +119,7 @@ class AlexNet(nn.Module):
     for layer in ('fc6', 'fc7'):
       if self.dropout_before_fc:
         x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
-      x = nn.relu(nn.Dense(self.fc_width, dtype=self.dtype, name=layer, **self._inits(layer))(x))
+      x = self.act(nn.Dense(self.fc_width, dtype=self.dtype, name=layer, **self._inits(layer))(x))
       if not self.dropout_before_fc:
         x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, name='fc8', **self._inits('fc8'))(x)

@@ -11,6 +11,7 @@ k=192, L=13: 230,592 + 11*331,968 + 192 + 361 = 3,882,793.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -38,6 +39,7 @@ class AlphaGoPolicy(nn.Module):
   num_layers: int = 13          # the 5x5 layer, the 3x3 layers and the final 1x1 layer
   num_classes: int = BOARD * BOARD
   dtype: Any = jnp.float32
+  act: layers.Activation = nn.relu  # every nonlinearity of the net
 
   def __post_init__(self):
     if self.num_classes != BOARD * BOARD:
@@ -57,16 +59,13 @@ class AlphaGoPolicy(nn.Module):
       raise ConfigError(f'the AlphaGo policy network reads {BOARD}x{BOARD} boards (19x19x48 feature '
                         f'planes); got a {x.shape[1]}x{x.shape[2]} input.')
     x = x.astype(self.dtype)
+    conv = functools.partial(layers.conv, dtype=self.dtype, kernel_init=layers.lecun_normal)
     # Padding 2 around 19x19 is the paper's "zero pads the input into a 23x23 image".
-    x = nn.relu(nn.Conv(self.filters, (5, 5), padding=2, dtype=self.dtype, name='conv1',
-                        conv_general_dilated=layers.conv_general_dilated)(x))
+    x = self.act(conv(self.filters, 5, name='conv1', use_bias=True)(x))
     for layer in range(2, self.num_layers):
       # Padding 1 is "zero pads the previous hidden layer into a 21x21 image".
-      x = nn.Conv(self.filters, (3, 3), padding=1, dtype=self.dtype, name=f'conv{layer}',
-                  conv_general_dilated=layers.conv_general_dilated)(x)
-      x = nn.relu(x)
-    x = nn.Conv(1, (1, 1), use_bias=False, dtype=self.dtype, name=f'conv{self.num_layers}',
-                conv_general_dilated=layers.conv_general_dilated)(x)
+      x = self.act(conv(self.filters, 3, name=f'conv{layer}', use_bias=True)(x))
+    x = conv(1, 1, name=f'conv{self.num_layers}')(x)
     x = PositionBias(name='position_bias')(x)
     return x.reshape(x.shape[0], BOARD * BOARD).astype(jnp.float32)
 

@@ -16,6 +16,7 @@ Not residual, so no stochastic depth here.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Optional
 
@@ -25,7 +26,7 @@ import jax.numpy as jnp
 
 from cnn_jax import ConfigError
 from cnn_jax.models import CIFAR_INPUT, IMAGENET_INPUT, Published, Smoke, layers, register, resnet
-from cnn_jax.models.resnet import conv
+from cnn_jax.models.layers import conv
 
 IMAGENET_BLOCKS: dict[int, tuple[int, ...]] = {
     121: (6, 12, 24, 16),
@@ -37,10 +38,6 @@ BOTTLENECK_FACTOR = 4  # DenseNet-B's 1x1 produces 4k maps
 PLAIN_CIFAR_STEM = 16
 
 
-def _bn_relu(x: jax.Array, train: bool, name: str, dtype: Any, bn_group_size: Optional[int]) -> jax.Array:
-  return nn.relu(layers.BatchNorm(dtype=dtype, group_size=bn_group_size, name=name)(x, train))
-
-
 class DenseLayer(nn.Module):
   """[BN-ReLU-conv1x1(4k)-] BN-ReLU-conv3x3(k), concatenated to the input."""
   growth_rate: int
@@ -48,15 +45,18 @@ class DenseLayer(nn.Module):
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     drop = lambda y: nn.Dropout(self.dropout_rate)(y, deterministic=not train) if self.dropout_rate else y
+    bn_act = functools.partial(layers.bn_act, train=train, dtype=self.dtype,
+                               bn_group_size=self.bn_group_size, act=self.act)
     y = x
     if self.bottleneck:
-      y = _bn_relu(y, train, 'bn1', self.dtype, self.bn_group_size)
+      y = bn_act(y, name='bn1')
       y = drop(conv(BOTTLENECK_FACTOR * self.growth_rate, 1, name='conv1', dtype=self.dtype)(y))
-    y = _bn_relu(y, train, 'bn2', self.dtype, self.bn_group_size)
+    y = bn_act(y, name='bn2')
     y = drop(conv(self.growth_rate, 3, name='conv2', dtype=self.dtype)(y))
     # A fusion boundary, as at the end of a residual block: XLA:CPU otherwise fuses the chain of
     # concatenations into the backward pass (DenseNet-BC-100: compile 27 s -> 19 s, step 3.2 -> 3.1 s).
@@ -69,10 +69,12 @@ class Transition(nn.Module):
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    y = _bn_relu(x, train, 'bn', self.dtype, self.bn_group_size)
+    y = layers.bn_act(x, train, name='bn', dtype=self.dtype, bn_group_size=self.bn_group_size,
+                      act=self.act)
     y = conv(self.features, 1, name='conv', dtype=self.dtype)(y)
     if self.dropout_rate:
       y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
@@ -109,6 +111,7 @@ class DenseNet(nn.Module):
   num_classes: int = 1000
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu  # every nonlinearity of the net
 
   def __post_init__(self):
     block_sizes(self.depth, self.stem, self.bottleneck)
@@ -125,22 +128,20 @@ class DenseNet(nn.Module):
     sizes = block_sizes(self.depth, self.stem, self.bottleneck)
     x = x.astype(self.dtype)
     stem_features = 2 * self.growth_rate if self.bottleneck else PLAIN_CIFAR_STEM
+    norm_act = dict(dtype=self.dtype, bn_group_size=self.bn_group_size, act=self.act)
     if self.stem == 'imagenet':
-      x = conv(stem_features, 7, 2, name='conv1', dtype=self.dtype)(x)
-      x = _bn_relu(x, train, 'bn1', self.dtype, self.bn_group_size)
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+      x = layers.imagenet_stem(x, train, features=stem_features, **norm_act)
     else:
       x = conv(stem_features, 3, name='conv1', dtype=self.dtype)(x)
     for b, count in enumerate(sizes):
       if b:
-        x = Transition(math.floor(self.compression * x.shape[-1]), self.dropout_rate, self.dtype,
-                       self.bn_group_size, name=f'transition{b}')(x, train)
+        x = Transition(math.floor(self.compression * x.shape[-1]), self.dropout_rate,
+                       name=f'transition{b}', **norm_act)(x, train)
       for i in range(count):
-        x = DenseLayer(self.growth_rate, self.bottleneck, self.dropout_rate, self.dtype,
-                       self.bn_group_size, name=f'block{b + 1}_layer{i + 1}')(x, train)
-    x = _bn_relu(x, train, 'final_bn', self.dtype, self.bn_group_size)
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
+        x = DenseLayer(self.growth_rate, self.bottleneck, self.dropout_rate,
+                       name=f'block{b + 1}_layer{i + 1}', **norm_act)(x, train)
+    x = layers.bn_act(x, train, name='final_bn', **norm_act)
+    return layers.classifier_head(x, self.num_classes, dtype=self.dtype)
 
 
 _PAPER = 'Huang et al. 2017, "Densely connected convolutional networks"'

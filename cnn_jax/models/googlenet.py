@@ -61,23 +61,25 @@ _POOL_BEFORE = ('4a', '5a')      # a 3x3/2 max-pool precedes these modules
 _AUX_AFTER = ('4a', '4d')
 
 
-def conv_relu(x: jax.Array, features: int, kernel: int, name: str, dtype: Any,
-              stride: int = 1) -> jax.Array:
-  """A 'same'-padded convolution followed by ReLU, created inside the calling module."""
-  x = nn.Conv(features, (kernel, kernel), stride, padding=kernel // 2, dtype=dtype, name=name,
-              conv_general_dilated=layers.conv_general_dilated)(x)
-  return nn.relu(x)
+def conv_act(x: jax.Array, features: int, kernel: int, name: str, dtype: Any,
+             act: layers.Activation, stride: int = 1) -> jax.Array:
+  """A 'same'-padded convolution with bias followed by ``act`` (the paper's ReLU), created inside
+  the calling module."""
+  x = layers.conv(features, kernel, stride, name=name, dtype=dtype, use_bias=True,
+                  kernel_init=layers.lecun_normal)(x)
+  return act(x)
 
 
 class Inception(nn.Module):
   """Four parallel branches concatenated on channels: 1x1; 1x1 -> 3x3; 1x1 -> 5x5; 3x3 max -> 1x1."""
   widths: tuple[int, int, int, int, int, int]
   dtype: Any = jnp.float32
+  act: layers.Activation = nn.relu
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     w1, w3_reduce, w3, w5_reduce, w5, pool_proj = self.widths
-    conv = functools.partial(conv_relu, dtype=self.dtype)
+    conv = functools.partial(conv_act, dtype=self.dtype, act=self.act)
     branch1 = conv(x, w1, 1, 'branch1x1')
     branch3 = conv(conv(x, w3_reduce, 1, 'branch3x3_reduce'), w3, 3, 'branch3x3')
     branch5 = conv(conv(x, w5_reduce, 1, 'branch5x5_reduce'), w5, 5, 'branch5x5')
@@ -92,6 +94,7 @@ class AuxHead(nn.Module):
   num_classes: int
   dropout_rate: float = 0.7
   dtype: Any = jnp.float32
+  act: layers.Activation = nn.relu
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
@@ -100,9 +103,9 @@ class AuxHead(nn.Module):
                         f'this input gives {x.shape[1]}x{x.shape[2]}. Use inputs of at least 65x65 '
                         f'(224x224 in the paper) or aux_heads=False.')
     x = nn.avg_pool(x, (5, 5), (3, 3))
-    x = conv_relu(x, 128, 1, 'conv', self.dtype)
+    x = conv_act(x, 128, 1, 'conv', self.dtype, self.act)
     x = x.reshape(x.shape[0], -1)
-    x = nn.relu(nn.Dense(1024, dtype=self.dtype, name='fc1')(x))
+    x = self.act(nn.Dense(1024, dtype=self.dtype, name='fc1')(x))
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name='fc2')(x).astype(jnp.float32)
     if train and not self.is_initializing():  # init's variables get no logits collection
@@ -117,6 +120,7 @@ class GoogLeNet(nn.Module):
   dropout_rate: float = 0.4
   aux_dropout_rate: float = 0.7
   dtype: Any = jnp.float32
+  act: layers.Activation = nn.relu  # every nonlinearity of the net
 
   def __post_init__(self):
     for field in ('dropout_rate', 'aux_dropout_rate'):
@@ -125,7 +129,7 @@ class GoogLeNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    conv = functools.partial(conv_relu, dtype=self.dtype)
+    conv = functools.partial(conv_act, dtype=self.dtype, act=self.act)
     pool = lambda y: nn.max_pool(y, (3, 3), (2, 2), padding='SAME')
     x = x.astype(self.dtype)
     x = pool(conv(x, 64, 7, 'conv1', stride=2))
@@ -138,9 +142,9 @@ class GoogLeNet(nn.Module):
     for module, widths in MODULES.items():
       if module in _POOL_BEFORE:
         x = pool(x)
-      x = Inception(widths, dtype=self.dtype, name=f'inception{module}')(x)
+      x = Inception(widths, dtype=self.dtype, act=self.act, name=f'inception{module}')(x)
       if run_aux and module in _AUX_AFTER:
-        AuxHead(self.num_classes, self.aux_dropout_rate, dtype=self.dtype,
+        AuxHead(self.num_classes, self.aux_dropout_rate, dtype=self.dtype, act=self.act,
                 name=f'aux{_AUX_AFTER.index(module) + 1}')(x, train)
 
     x = nn.avg_pool(x, x.shape[1:3])  # the paper's 7x7 average pool, for any map size

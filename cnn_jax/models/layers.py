@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import flax.linen as nn
 import jax
@@ -13,10 +13,16 @@ from jax import lax
 from cnn_jax import ConfigError
 
 Dtype = Any
+# A nonlinearity: every model takes one as its ``act`` field (``nn.relu`` by default; LeNet-5's
+# default is the one its ``activation`` names) and uses it for all of its activations, so a caller
+# can swap them all at once (a different nonlinearity, a visualisation hook).
+Activation = Callable[[jax.Array], jax.Array]
 
 # He et al. 2015 ("Delving deep into rectifiers"): N(0, 2/fan_out) for convolutions, as the ResNet
 # papers and torchvision initialise them.
 he_normal_fan_out = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
+# Flax's default kernel init of Conv and Dense: LeCun, a truncated normal of variance 1/fan_in.
+lecun_normal = nn.initializers.lecun_normal()
 
 
 class BatchNorm(nn.Module):
@@ -204,6 +210,41 @@ def _grouped_conv_nhwc_bwd(strides, padding, rhs_dilation, groups, precision, re
 
 
 _grouped_conv_nhwc.defvjp(_grouped_conv_nhwc_fwd, _grouped_conv_nhwc_bwd)
+
+
+# ----------------------------------------------------------------------------- shared layers
+# Functions, not modules: called inside a compact method, the Conv, BatchNorm and Dense they create
+# are submodules of the caller with the names given, so parameter paths (conv1, bn1, fc, ...) stay
+# those of the papers' layer tables.
+
+
+def conv(features: int, kernel: int, stride: int = 1, *, name: str, dtype: Any, groups: int = 1,
+         use_bias: bool = False, kernel_init: Any = he_normal_fan_out) -> nn.Conv:
+  """A square conv with 'same'-style symmetric padding (torchvision's padding = k // 2) and the fast
+  CPU kernel gradient; by default bias-free with He fan-out init, the ResNet family's conv."""
+  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=kernel // 2,
+                 feature_group_count=groups, use_bias=use_bias, dtype=dtype,
+                 kernel_init=kernel_init, name=name, conv_general_dilated=conv_general_dilated)
+
+
+def bn_act(x: jax.Array, train: bool, *, name: str, dtype: Any, bn_group_size: Optional[int],
+           act: Activation) -> jax.Array:
+  """BatchNorm (named ``name``) then the activation: the BN-ReLU of the residual and dense nets."""
+  return act(BatchNorm(dtype=dtype, group_size=bn_group_size, name=name)(x, train))
+
+
+def imagenet_stem(x: jax.Array, train: bool, *, features: int, dtype: Any,
+                  bn_group_size: Optional[int], act: Activation) -> jax.Array:
+  """ResNet's ImageNet stem, 7x7/2 conv (conv1) - BN (bn1) - act - 3x3/2 max-pool: 224 -> 56."""
+  x = conv(features, 7, 2, name='conv1', dtype=dtype)(x)
+  x = bn_act(x, train, name='bn1', dtype=dtype, bn_group_size=bn_group_size, act=act)
+  return nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+
+
+def classifier_head(x: jax.Array, num_classes: int, *, dtype: Any) -> jax.Array:
+  """Global average pool, then the dense classifier ``fc``: float32 logits."""
+  x = jnp.mean(x, axis=(1, 2))
+  return nn.Dense(num_classes, dtype=dtype, name='fc')(x).astype(jnp.float32)
 
 
 def checkpoint_block_output(x: jax.Array) -> jax.Array:

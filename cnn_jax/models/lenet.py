@@ -5,10 +5,13 @@ f(a) = 1.7159 tanh(2a/3). Options reproduce the paper's details: the sparse C3 c
 (1,516 parameters), trainable subsampling (sum of 2x2, times a coefficient, plus a bias, per map) and
 the Euclidean RBF output with fixed prototypes. With all three, the network has the paper's 60,000
 trainable parameters. The modern variant uses ReLU, max-pooling and a dense output layer.
+
+``activation`` names the nonlinearity of every layer, ReLU or the paper's squash; ``act``, the
+argument every model takes, replaces it by any function when given (in ``lenet5_1998`` too).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -28,6 +31,9 @@ _C3_TABLE = [
 
 def squash(x: jax.Array) -> jax.Array:
   return 1.7159 * jnp.tanh(2.0 * x / 3.0)
+
+
+ACTIVATIONS: dict[str, layers.Activation] = {'relu': nn.relu, 'squash': squash}
 
 
 class SparseConv(nn.Module):
@@ -91,10 +97,11 @@ class LeNet5(nn.Module):
   sparse_c3: bool = False            # the paper's C3 connection table
   output: str = 'dense'              # 'dense' or 'rbf'
   dtype: Any = jnp.float32
+  act: Optional[layers.Activation] = None  # None: the one ``activation`` names
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    act = {'relu': nn.relu, 'squash': squash}[self.activation]
+    act = self.act or ACTIVATIONS[self.activation]
     def pool(y, name):
       if self.pooling == 'trainable':
         return Subsample(name=name)(y)

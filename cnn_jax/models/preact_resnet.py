@@ -22,6 +22,7 @@ The pre-activation trunk (:func:`preact_trunk`) is shared with the Wide ResNet (
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, Optional, Sequence
 
 import flax.linen as nn
@@ -30,7 +31,7 @@ import jax.numpy as jnp
 
 from cnn_jax.models import CIFAR_INPUT, IMAGENET_INPUT, Published, Smoke, layers, register
 from cnn_jax.models import resnet
-from cnn_jax.models.resnet import conv
+from cnn_jax.models.layers import conv
 
 class PreActUnit(nn.Module):
   """One pre-activation residual unit; ``features`` is its output width.
@@ -50,23 +51,23 @@ class PreActUnit(nn.Module):
   survival_prob: float = 1.0
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    def bn_relu(y: jax.Array, name: str) -> jax.Array:
-      return nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name=name)(y, train))
-
-    activated = x if self.preact == 'none' else bn_relu(x, 'bn1')
+    bn_act = functools.partial(layers.bn_act, train=train, dtype=self.dtype,
+                               bn_group_size=self.bn_group_size, act=self.act)
+    activated = x if self.preact == 'none' else bn_act(x, name='bn1')
     shortcut_input = x if self.preact == 'residual' else activated
     if self.block == 'basic':
       y = conv(self.features, 3, self.stride, name='conv1', dtype=self.dtype)(activated)
-      y = bn_relu(y, 'bn2')
+      y = bn_act(y, name='bn2')
       last_conv = conv(self.features, 3, name='conv2', dtype=self.dtype)
     else:
       planes = self.features // resnet.BOTTLENECK_EXPANSION
       stride_1x1, stride_3x3 = (1, self.stride) if self.stride_on_3x3 else (self.stride, 1)
-      y = bn_relu(conv(planes, 1, stride_1x1, name='conv1', dtype=self.dtype)(activated), 'bn2')
-      y = bn_relu(conv(planes, 3, stride_3x3, name='conv2', dtype=self.dtype)(y), 'bn3')
+      y = bn_act(conv(planes, 1, stride_1x1, name='conv1', dtype=self.dtype)(activated), name='bn2')
+      y = bn_act(conv(planes, 3, stride_3x3, name='conv2', dtype=self.dtype)(y), name='bn3')
       last_conv = conv(self.features, 1, name='conv3', dtype=self.dtype)
     if self.dropout_rate > 0:
       y = nn.Dropout(self.dropout_rate)(y, deterministic=not train)
@@ -80,7 +81,7 @@ def preact_trunk(x: jax.Array, train: bool, *, block: str, stage_sizes: Sequence
                  stage_features: Sequence[int], stem_activated: bool, num_classes: int,
                  shortcut: str = 'B', stride_on_3x3: bool = True, dropout_rate: float = 0.0,
                  survival_prob_last: float = 1.0, dtype: Any = jnp.float32,
-                 bn_group_size: Optional[int] = None) -> jax.Array:
+                 bn_group_size: Optional[int] = None, act: layers.Activation) -> jax.Array:
   """Stages of pre-activation units, final BN-ReLU, global average pool, fc: float32 logits.
 
   Call from a compact method after the stem; the units become submodules of the caller. Stage s
@@ -96,11 +97,10 @@ def preact_trunk(x: jax.Array, train: bool, *, block: str, stage_sizes: Sequence
         preact = 'none' if stage == 0 and stem_activated else 'shared'
       x = PreActUnit(features, block, stride=2 if stage and i == 0 else 1, preact=preact,
                      shortcut=shortcut, stride_on_3x3=stride_on_3x3, dropout_rate=dropout_rate,
-                     survival_prob=next(probs), dtype=dtype, bn_group_size=bn_group_size,
+                     survival_prob=next(probs), dtype=dtype, bn_group_size=bn_group_size, act=act,
                      name=f'stage{stage + 1}_block{i + 1}')(x, train)
-  x = nn.relu(layers.BatchNorm(dtype=dtype, group_size=bn_group_size, name='final_bn')(x, train))
-  x = jnp.mean(x, axis=(1, 2))
-  return nn.Dense(num_classes, dtype=dtype, name='fc')(x).astype(jnp.float32)
+  x = layers.bn_act(x, train, name='final_bn', dtype=dtype, bn_group_size=bn_group_size, act=act)
+  return layers.classifier_head(x, num_classes, dtype=dtype)
 
 
 class PreActResNet(nn.Module):
@@ -116,6 +116,7 @@ class PreActResNet(nn.Module):
   survival_prob_last: float = 1.0
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu  # every nonlinearity of the net
 
   def __post_init__(self):
     resnet.stage_layout('pre-activation ResNet', self.depth, self.stem, self.block)
@@ -134,9 +135,8 @@ class PreActResNet(nn.Module):
     width = self.base_width or (64 if imagenet else 16)
     x = x.astype(self.dtype)
     if imagenet:
-      x = conv(width, 7, 2, name='conv1', dtype=self.dtype)(x)
-      x = nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name='bn1')(x, train))
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
+      x = layers.imagenet_stem(x, train, features=width, dtype=self.dtype,
+                               bn_group_size=self.bn_group_size, act=self.act)
     else:
       x = conv(width, 3, name='conv1', dtype=self.dtype)(x)
     expansion = resnet.BOTTLENECK_EXPANSION if block == 'bottleneck' else 1
@@ -145,7 +145,8 @@ class PreActResNet(nn.Module):
         stage_features=[width * 2 ** s * expansion for s in range(len(stage_sizes))],
         stem_activated=imagenet, num_classes=self.num_classes, shortcut=self.shortcut,
         stride_on_3x3=self.stride_on_3x3, dropout_rate=self.dropout_rate,
-        survival_prob_last=self.survival_prob_last, dtype=self.dtype, bn_group_size=self.bn_group_size)
+        survival_prob_last=self.survival_prob_last, dtype=self.dtype, bn_group_size=self.bn_group_size,
+        act=self.act)
 
 
 _PAPER = 'He et al. 2016, "Identity mappings in deep residual networks"'

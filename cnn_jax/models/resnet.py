@@ -1,12 +1,13 @@
 """ResNet (He et al. 2015): the CIFAR nets (depth 6n+2) and the ImageNet nets (18 to 200 layers).
 
-CIFAR: three stages of n basic blocks at 16/32/64 filters with option-A shortcuts (identity, with
-stride-2 subsampling and zero-padded channels where the shape changes), so the residual net and its
-plain twin have identical parameter counts.
+One module, :class:`ResNet`, builds both. CIFAR (``stem='cifar'``, registered as ``resnet*_cifar``
+and ``plain*_cifar``): 3x3 conv 16-BN-ReLU, three stages of n basic blocks at 16/32/64 filters with
+option-A shortcuts (identity, with stride-2 subsampling and zero-padded channels where the shape
+changes), so the residual net and its plain twin have identical parameter counts.
 
-ImageNet (:class:`ResNet`): stem 7x7/2 conv 64-BN-ReLU-3x3/2 max-pool, four stages at 64/128/256/512
-planes (x4 output channels for bottlenecks), global average pooling, fc. Defaults are torchvision's
-(v1.5 with option-B shortcuts), whose parameter counts it matches exactly. ``stride_on_3x3=False``
+ImageNet: stem 7x7/2 conv 64-BN-ReLU-3x3/2 max-pool, four stages at 64/128/256/512 planes (x4
+output channels for bottlenecks), global average pooling, fc. Defaults are torchvision's (v1.5 with
+option-B shortcuts), whose parameter counts it matches exactly. ``stride_on_3x3=False``
 is the paper's v1 (stride 2 on the first 1x1 of a downsampling bottleneck); ``shortcut`` selects
 option A, B or C; ``residual=False`` is the plain twin of any depth. ``groups``/``width_per_group``
 give ResNeXt and wide ResNets (registered in resnext.py and wide_resnet.py) and ``stem='cifar'``
@@ -17,6 +18,7 @@ enables the linear decay rule over all blocks of the net.
 """
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar, Optional, Sequence
 
 import flax.linen as nn
@@ -25,6 +27,7 @@ import jax.numpy as jnp
 
 from cnn_jax import ConfigError
 from cnn_jax.models import CIFAR_INPUT, IMAGENET_INPUT, Published, Smoke, layers, register
+from cnn_jax.models.layers import conv
 
 # Blocks per stage of the ImageNet nets (He et al. 2015, Table 1; ResNet-200 from He et al. 2016).
 IMAGENET_LAYOUTS: dict[int, tuple[str, tuple[int, ...]]] = {
@@ -66,20 +69,12 @@ def stage_layout(family: str, depth: int, stem: str, block: Optional[str]) -> tu
                              net=f'a CIFAR {family} of {block} blocks',
                              counted=f'three stages of n blocks of {per_block} weight layers, plus '
                                      'the first conv and the classifier',
-                             examples='29, 164, 1001' if block == 'bottleneck' else '20, 56, 110')
+                             examples='29, 164, 1001' if block == 'bottleneck'
+                             else '20, 32, 44, 56, 110, 1202')
   return block, (n, n, n)
 
 
 # ----------------------------------------------------------------------------- building blocks
-
-
-def conv(features: int, kernel: int, stride: int = 1, *, name: str, dtype: Any,
-         groups: int = 1) -> nn.Conv:
-  """A bias-free square conv with 'same'-style symmetric padding (torchvision's padding = k // 2)."""
-  return nn.Conv(features, (kernel, kernel), (stride, stride), padding=kernel // 2,
-                 feature_group_count=groups, use_bias=False, dtype=dtype,
-                 kernel_init=layers.he_normal_fan_out, name=name,
-                 conv_general_dilated=layers.conv_general_dilated)
 
 
 def shortcut_option_a(x: jax.Array, features: int, stride: int) -> jax.Array:
@@ -109,7 +104,7 @@ def shortcut(x: jax.Array, features: int, stride: int, option: str, train: bool,
 
 
 class BasicBlock(nn.Module):
-  """conv3x3-BN-ReLU-conv3x3-BN, added to the shortcut, then ReLU (v1 ordering)."""
+  """conv3x3-BN-ReLU-conv3x3-BN, added to the shortcut, then ReLU (v1 ordering); ReLU is ``act``."""
   features: int
   stride: int = 1
   residual: bool = True
@@ -117,18 +112,21 @@ class BasicBlock(nn.Module):
   shortcut: str = 'A'
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     norm = lambda name: layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name=name)
+    bn_act = functools.partial(layers.bn_act, train=train, dtype=self.dtype,
+                               bn_group_size=self.bn_group_size, act=self.act)
     y = conv(self.features, 3, self.stride, name='conv1', dtype=self.dtype)(x)
-    y = nn.relu(norm('bn1')(y, train))
+    y = bn_act(y, name='bn1')
     y = norm('bn2')(conv(self.features, 3, name='conv2', dtype=self.dtype)(y), train)
     if self.residual:
       y = layers.StochasticDepth(self.survival_prob)(y, train)
       y = y + shortcut(x, self.features, self.stride, self.shortcut, train, dtype=self.dtype,
                        bn_group_size=self.bn_group_size)
-    return layers.checkpoint_block_output(nn.relu(y))
+    return layers.checkpoint_block_output(self.act(y))
 
 
 class Bottleneck(nn.Module):
@@ -147,66 +145,39 @@ class Bottleneck(nn.Module):
   shortcut: str = 'B'
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu
 
   expansion: ClassVar[int] = BOTTLENECK_EXPANSION
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
     norm = lambda name: layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name=name)
+    bn_act = functools.partial(layers.bn_act, train=train, dtype=self.dtype,
+                               bn_group_size=self.bn_group_size, act=self.act)
     width = int(self.planes * (self.width_per_group / 64.0)) * self.groups
     out_features = self.planes * self.expansion
     stride_1x1, stride_3x3 = (1, self.stride) if self.stride_on_3x3 else (self.stride, 1)
-    y = nn.relu(norm('bn1')(conv(width, 1, stride_1x1, name='conv1', dtype=self.dtype)(x), train))
+    y = bn_act(conv(width, 1, stride_1x1, name='conv1', dtype=self.dtype)(x), name='bn1')
     y = conv(width, 3, stride_3x3, name='conv2', dtype=self.dtype, groups=self.groups)(y)
-    y = nn.relu(norm('bn2')(y, train))
+    y = bn_act(y, name='bn2')
     y = norm('bn3')(conv(out_features, 1, name='conv3', dtype=self.dtype)(y), train)
     if self.residual:
       y = layers.StochasticDepth(self.survival_prob)(y, train)
       y = y + shortcut(x, out_features, self.stride, self.shortcut, train, dtype=self.dtype,
                        bn_group_size=self.bn_group_size)
-    return layers.checkpoint_block_output(nn.relu(y))
+    return layers.checkpoint_block_output(self.act(y))
 
 
 # ----------------------------------------------------------------------------- networks
 
 
-class CifarResNet(nn.Module):
-  """ResNet-(6n+2) for 32x32 inputs; ``residual=False`` gives its plain twin."""
-  depth: int = 20
-  num_classes: int = 10
-  width: int = 16
-  residual: bool = True
-  survival_prob_last: float = 1.0
-  dtype: Any = jnp.float32
-  bn_group_size: Optional[int] = None
-
-  def __post_init__(self):
-    layers.units_for_depth(self.depth, per_unit=6, fixed=2, net='a CIFAR ResNet',
-                           counted='three stages of n two-layer blocks, plus the first conv and '
-                                   'the classifier', examples='20, 32, 44, 56, 110, 1202')
-    layers.check_survival_prob(self.survival_prob_last, self.residual)
-    super().__post_init__()
-
-  @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    n = (self.depth - 2) // 6
-    probs = layers.survival_probs(3 * n, self.survival_prob_last)
-    x = conv(self.width, 3, name='conv1', dtype=self.dtype)(x.astype(self.dtype))
-    x = nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name='bn1')(x, train))
-    for stage in range(3):
-      for i in range(n):
-        x = BasicBlock(self.width * 2 ** stage, stride=2 if stage and i == 0 else 1,
-                       residual=self.residual, survival_prob=probs[stage * n + i], dtype=self.dtype,
-                       bn_group_size=self.bn_group_size, name=f'stage{stage + 1}_block{i + 1}')(x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
-
-
 class ResNet(nn.Module):
-  """ImageNet-style ResNet (v1 blocks): any depth of the paper's table, torchvision's defaults.
+  """A ResNet (v1 blocks): any depth of the paper's ImageNet table with torchvision's defaults.
 
   ``stem='cifar'`` replaces the 7x7/2 conv and max-pool by a 3x3 conv-BN-ReLU and uses three stages
-  (strides 1, 2, 2) of (depth-2)/9 bottlenecks: the CIFAR ResNeXt-29 of Xie et al.
+  (strides 1, 2, 2): of (depth-2)/9 bottlenecks by default (the CIFAR ResNeXt-29 of Xie et al.), or
+  with ``block='basic'``, ``base_width=16`` and ``shortcut='A'`` of (depth-2)/6 basic blocks, the
+  CIFAR ResNets of He et al. (``CIFAR``).
   """
   depth: int = 50
   num_classes: int = 1000
@@ -221,6 +192,7 @@ class ResNet(nn.Module):
   survival_prob_last: float = 1.0
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu  # every nonlinearity of the net
 
   def __post_init__(self):
     block, _ = stage_layout('ResNet', self.depth, self.stem, self.block)
@@ -243,15 +215,13 @@ class ResNet(nn.Module):
     block, stage_sizes = stage_layout('ResNet', self.depth, self.stem, self.block)
     probs = iter(layers.survival_probs(sum(stage_sizes), self.survival_prob_last))
     x = x.astype(self.dtype)
+    norm_act = dict(dtype=self.dtype, bn_group_size=self.bn_group_size, act=self.act)
     if self.stem == 'imagenet':
-      x = conv(self.base_width, 7, 2, name='conv1', dtype=self.dtype)(x)
+      x = layers.imagenet_stem(x, train, features=self.base_width, **norm_act)
     else:
       x = conv(self.base_width, 3, name='conv1', dtype=self.dtype)(x)
-    x = nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name='bn1')(x, train))
-    if self.stem == 'imagenet':
-      x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
-    common = dict(residual=self.residual, shortcut=self.shortcut, dtype=self.dtype,
-                  bn_group_size=self.bn_group_size)
+      x = layers.bn_act(x, train, name='bn1', **norm_act)
+    common = dict(residual=self.residual, shortcut=self.shortcut, **norm_act)
     for stage, count in enumerate(stage_sizes):
       planes = self.base_width * 2 ** stage
       for i in range(count):
@@ -264,8 +234,7 @@ class ResNet(nn.Module):
                             stride_on_3x3=self.stride_on_3x3, survival_prob=next(probs), name=name,
                             **common)
         x = unit(x, train)
-    x = jnp.mean(x, axis=(1, 2))
-    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
+    return layers.classifier_head(x, self.num_classes, dtype=self.dtype)
 
 
 PAPER = 'He et al. 2015, "Deep residual learning for image recognition"'
@@ -287,14 +256,17 @@ def _paper_table_1(depth: int) -> Published:
   return Published('He et al. 2015, Table 1', gmacs=_PAPER_GMACS[depth], tolerance=0.02)
 
 
+# The CIFAR nets of the paper (section 4.2): ResNet-(6n+2) and its plain twin.
+CIFAR = dict(stem='cifar', block='basic', base_width=16, shortcut='A', num_classes=10)
 for _depth in (20, 32, 44, 56, 110, 1202):
-  register(f'resnet{_depth}_cifar', CifarResNet, depth=_depth, input_shape=CIFAR_INPUT, paper=PAPER,
-           published=_cifar(_depth))
+  register(f'resnet{_depth}_cifar', ResNet, depth=_depth, **CIFAR, input_shape=CIFAR_INPUT,
+           paper=PAPER, published=_cifar(_depth))
 for _depth in (20, 32, 44, 56, 110):
-  register(f'plain{_depth}_cifar', CifarResNet, depth=_depth, residual=False,
+  register(f'plain{_depth}_cifar', ResNet, depth=_depth, residual=False, **CIFAR,
            input_shape=CIFAR_INPUT, paper=PAPER, published=_cifar(_depth),
            smoke=Smoke({}, CIFAR_INPUT) if _depth == 20 else None)
-register('resnet_cifar', CifarResNet, input_shape=CIFAR_INPUT, paper=PAPER, published=())
+register('resnet_cifar', ResNet, depth=20, **CIFAR, input_shape=CIFAR_INPUT, paper=PAPER,
+         published=())
 
 register('resnet', ResNet, input_shape=IMAGENET_INPUT, paper=PAPER, published=())
 for _depth in (18, 34, 50, 101, 152):  # torchvision's depths; depth=200 is an argument away

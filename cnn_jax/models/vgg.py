@@ -56,6 +56,7 @@ class VGG(nn.Module):
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu  # every nonlinearity of the net
 
   def __post_init__(self):
     if self.config not in CONFIGS:
@@ -78,13 +79,11 @@ class VGG(nn.Module):
     for block, (width, kernels) in enumerate(zip(_WIDTHS, CONFIGS[self.config])):
       for kernel in kernels:
         index += 1
-        x = nn.Conv(width, (kernel, kernel), padding=kernel // 2, dtype=self.dtype,
-                    kernel_init=layers.he_normal_fan_out, name=f'conv{index}',
-                    conv_general_dilated=layers.conv_general_dilated)(x)
+        x = layers.conv(width, kernel, name=f'conv{index}', dtype=self.dtype, use_bias=True)(x)
         if self.batch_norm:
           x = layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size,
                                name=f'bn{index}')(x, train)
-        x = nn.relu(x)
+        x = self.act(x)
         if self.lrn and index == 1:
           x = layers.LocalResponseNorm(name='lrn1')(x)
       x = nn.max_pool(x, (2, 2), (2, 2))
@@ -92,7 +91,7 @@ class VGG(nn.Module):
     x = x.reshape(x.shape[0], -1)
     dense_init = nn.initializers.normal(0.01)
     for layer in ('fc1', 'fc2'):
-      x = nn.relu(nn.Dense(self.fc_width, dtype=self.dtype, kernel_init=dense_init, name=layer)(x))
+      x = self.act(nn.Dense(self.fc_width, dtype=self.dtype, kernel_init=dense_init, name=layer)(x))
       x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     x = nn.Dense(self.num_classes, dtype=self.dtype, kernel_init=dense_init, name='fc3')(x)
     return x.astype(jnp.float32)

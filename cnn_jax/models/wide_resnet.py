@@ -21,7 +21,7 @@ import jax.numpy as jnp
 
 from cnn_jax.models import CIFAR_INPUT, IMAGENET_INPUT, Published, Smoke, layers, register, resnet
 from cnn_jax.models.preact_resnet import preact_trunk
-from cnn_jax.models.resnet import conv
+from cnn_jax.models.layers import conv
 
 STEM_FEATURES = 16
 
@@ -35,6 +35,7 @@ class WideResNet(nn.Module):
   survival_prob_last: float = 1.0
   dtype: Any = jnp.float32
   bn_group_size: Optional[int] = None
+  act: layers.Activation = nn.relu  # every nonlinearity of the net
 
   def __post_init__(self):
     layers.units_for_depth(self.depth, per_unit=6, fixed=4, net='a Wide ResNet',
@@ -56,7 +57,7 @@ class WideResNet(nn.Module):
         stage_features=[STEM_FEATURES * self.widen_factor * 2 ** s for s in range(3)],
         stem_activated=False, num_classes=self.num_classes, shortcut='B',
         dropout_rate=self.dropout_rate, survival_prob_last=self.survival_prob_last,
-        dtype=self.dtype, bn_group_size=self.bn_group_size)
+        dtype=self.dtype, bn_group_size=self.bn_group_size, act=self.act)
 
 
 _PAPER = 'Zagoruyko & Komodakis 2016, "Wide residual networks"'

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import gc
 import re
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax
@@ -16,9 +17,9 @@ import numpy as np
 import pytest
 
 from cnn_jax import ConfigError
-from cnn_jax.models import get_model, info, layers
+from cnn_jax.models import get_model, info, layers, resnet
 from cnn_jax.models.preact_resnet import PreActResNet
-from cnn_jax.models.resnet import CifarResNet, ResNet
+from cnn_jax.models.resnet import BasicBlock, ResNet
 from cnn_jax.models.wide_resnet import WideResNet
 
 
@@ -124,13 +125,82 @@ def test_densenet121_concatenates_and_compresses():
   assert _block_output(inter, 'block4_layer16') == (2, 7, 7, 512 + 16 * 32)
 
 
+# ----------------------------------------------------------------------------- CIFAR ResNet = ResNet
+
+
+class CifarResNet(nn.Module):
+  """The CIFAR ResNet-(6n+2) as a class of its own, before it was folded into ResNet (kept verbatim
+  as the reference the registered ``resnet*_cifar`` nets are compared with)."""
+  depth: int = 20
+  num_classes: int = 10
+  width: int = 16
+  residual: bool = True
+  survival_prob_last: float = 1.0
+  dtype: Any = jnp.float32
+  bn_group_size: Optional[int] = None
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    n = (self.depth - 2) // 6
+    probs = layers.survival_probs(3 * n, self.survival_prob_last)
+    x = layers.conv(self.width, 3, name='conv1', dtype=self.dtype)(x.astype(self.dtype))
+    x = nn.relu(layers.BatchNorm(dtype=self.dtype, group_size=self.bn_group_size, name='bn1')(x, train))
+    for stage in range(3):
+      for i in range(n):
+        x = BasicBlock(self.width * 2 ** stage, stride=2 if stage and i == 0 else 1,
+                       residual=self.residual, survival_prob=probs[stage * n + i], dtype=self.dtype,
+                       bn_group_size=self.bn_group_size, name=f'stage{stage + 1}_block{i + 1}')(x, train)
+    x = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(self.num_classes, dtype=self.dtype, name='fc')(x).astype(jnp.float32)
+
+
+def cifar_resnet_as_resnet(depth: int, **kwargs) -> ResNet:
+  """The registered CIFAR ResNet: 3x3 stem, basic blocks, width 16, option-A shortcuts."""
+  return get_model('resnet_cifar', depth=depth, **kwargs)
+
+
+def _variable_shapes(model: nn.Module, size: int = 32) -> list[tuple[str, tuple[int, ...], str]]:
+  variables = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, size, size, 3)),
+                                                train=False))
+  return [(jax.tree_util.keystr(path), leaf.shape, str(leaf.dtype))
+          for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]]
+
+
+@pytest.mark.parametrize('depth', [20, 56])
+@pytest.mark.parametrize('residual', [True, False])
+def test_cifar_resnet_has_the_variables_of_the_resnet_with_a_cifar_stem(depth, residual):
+  cifar = _variable_shapes(CifarResNet(depth=depth, residual=residual))
+  assert cifar == _variable_shapes(cifar_resnet_as_resnet(depth, residual=residual))
+  assert {path.split("']")[0] for path, _, _ in cifar} == {"['params", "['batch_stats"}
+
+
+def test_cifar_resnet_computes_what_the_resnet_with_a_cifar_stem_computes():
+  # Same initial values, and the same outputs (evaluation, training with stochastic depth, the
+  # updated BatchNorm statistics) for the same variables.
+  reference = CifarResNet(depth=8, survival_prob_last=0.5)
+  folded = cifar_resnet_as_resnet(8, survival_prob_last=0.5)
+  variables = random_variables(reference)
+
+  def outputs(key):
+    def run(model):
+      initial = model.init(key, IMAGES, train=False)
+      train = model.apply(variables, IMAGES, train=True, mutable=['batch_stats'], rngs={'dropout': key})
+      return initial, model.apply(variables, IMAGES, train=False), train
+    return run(reference), run(folded)
+
+  ours, theirs = compiled(outputs, jax.random.key(3))(jax.random.key(3))
+  assert jax.tree.structure(ours) == jax.tree.structure(theirs)
+  for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+    np.testing.assert_array_equal(a, b)
+
+
 # ----------------------------------------------------------------------------- stochastic depth
 
 # Tiny members of each residual family, one per network class that wires stochastic depth, and
 # together every residual block type: v1 basic (option A), v1 bottleneck with groups and option-B
 # projections, pre-activation bottleneck, pre-activation basic with dropout support (the WRN unit).
 TINY = {
-    'cifar_resnet': (CifarResNet, dict(depth=14, width=4)),  # two blocks per stage
+    'cifar_resnet': (ResNet, dict(resnet.CIFAR, depth=14, base_width=4)),  # two blocks per stage
     'resnext': (ResNet, dict(stem='cifar', depth=11, base_width=8, groups=2, width_per_group=16,
                              num_classes=10)),
     'preact_bottleneck': (PreActResNet, dict(stem='cifar', depth=11, base_width=4, num_classes=10)),
