@@ -1,20 +1,26 @@
 """Every registered model against the facts its registry entry carries (cnn_jax.models.info).
 
 A new variant is one ``register`` call: these tests find it, trace it at its registered input shape
-under ``jax.eval_shape`` (nothing is allocated or compiled) and check its output and each
-published figure it declares.
+(``jax.make_jaxpr``: nothing is allocated or compiled) and check its output, each published figure
+it declares, and that its ``act`` argument replaces every nonlinearity: the replacement counts its
+calls, and the traced program is searched for a ReLU or a tanh (LeNet's squash) that did not go
+through ``act``.
 """
 from __future__ import annotations
 
 import gc
 import os
 import re
+from typing import Any, Callable, Optional
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import pytest
+from jax.extend import core as jax_core
 
 from cnn_jax import models
+from cnn_jax.models import lenet
 from cnn_jax.summary import reference_row, summarize
 
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
@@ -32,9 +38,10 @@ def _readme_reference_rows() -> dict[str, str]:
 README_ROWS = _readme_reference_rows()
 
 
-def _traced(name: str, **kwargs):
-  """(logits, variables) of a batch of 2 at the registered input shape, as ShapeDtypeStructs."""
-  model = models.get_model(name, **kwargs)
+def _traced(name: str, act: Optional[Callable[[jax.Array], jax.Array]] = None, **kwargs):
+  """(jaxpr, (logits, variables)) of init on a batch of 2 at the registered input shape; the
+  shapes as ShapeDtypeStructs."""
+  model = models.get_model(name, **kwargs, **({'act': act} if act else {}))
   shape = (2,) + models.info(name).input_shape
   def init():
     return model.init_with_output({'params': jax.random.key(0)}, jnp.zeros(shape), train=False)
@@ -42,9 +49,40 @@ def _traced(name: str, **kwargs):
   # would rescan the growing heap again and again, saves about a fifth of the tracing time.
   gc.disable()
   try:
-    return jax.eval_shape(init)
+    jaxpr, out = jax.make_jaxpr(init, return_shape=True)()
+    return jaxpr.jaxpr, out
   finally:
     gc.enable()
+
+
+def _subjaxprs(params: dict[str, Any]):
+  for value in params.values():
+    for item in value if isinstance(value, (tuple, list)) else (value,):
+      if isinstance(item, jax_core.ClosedJaxpr):
+        yield item.jaxpr
+      elif isinstance(item, jax_core.Jaxpr):
+        yield item
+
+
+def fixed_nonlinearities(jaxpr) -> list[str]:
+  """The ReLUs (``jax.nn.relu`` traces as a call named relu) and tanhs anywhere in ``jaxpr``."""
+  found = []
+  for eqn in jaxpr.eqns:
+    if eqn.params.get('name') == 'relu':
+      found.append('relu')
+      continue  # its body is the same ReLU
+    if eqn.primitive.name == 'tanh':
+      found.append('tanh')
+    for sub in _subjaxprs(eqn.params):
+      found += fixed_nonlinearities(sub)
+  return found
+
+
+def test_the_search_finds_relu_and_squash():
+  trace = lambda fn: jax.make_jaxpr(fn)(jnp.ones((2, 3))).jaxpr
+  assert fixed_nonlinearities(trace(nn.relu)) == ['relu']
+  relu_then_squash = lambda x: lenet.squash(jax.jit(nn.relu)(x))
+  assert fixed_nonlinearities(trace(relu_then_squash)) == ['relu', 'tanh']
 
 
 def _param_count(variables) -> int:
@@ -88,20 +126,27 @@ def test_registering_without_facts_fails():
 
 
 @pytest.mark.parametrize('name', models.names())
-def test_output_shape_and_published_figures(name):
+def test_output_shape_act_and_published_figures(name):
   info = models.info(name)
+  calls = []
+  def act(x: jax.Array) -> jax.Array:
+    calls.append(x.shape)
+    return jnp.sin(x)
   summaries = {}
   def summary(**kwargs):   # traced once per set of arguments
     key = tuple(sorted(kwargs.items()))
     if key not in summaries:
       summaries[key] = summarize(name, **kwargs)
     return summaries[key]
-  logits, variables = _traced(name)
+  jaxpr, (logits, variables) = _traced(name, act)
+  assert calls, f'{name} never calls its act'
+  assert not fixed_nonlinearities(jaxpr), f'{name} has nonlinearities that are not its act'
   assert logits.shape == (2, info.num_classes) and logits.dtype == jnp.float32
   assert {leaf.dtype for leaf in jax.tree.leaves(variables['params'])} == {jnp.dtype(jnp.float32)}
   for figure in info.published:
     if figure.params is not None or figure.params_m is not None:
-      count = _param_count(_traced(name, **figure.built_with)[1] if figure.built_with else variables)
+      count = _param_count(_traced(name, **figure.built_with)[1][1] if figure.built_with
+                           else variables)
       if figure.params is not None:
         assert count == figure.params, (figure.source, count)
       if figure.params_m is not None:
@@ -116,3 +161,9 @@ def test_output_shape_and_published_figures(name):
 def test_readme_reference_table_is_found():
   assert {'alexnet', 'vgg16', 'resnet50', 'alphago_policy'} <= set(README_ROWS)
   assert set(README_ROWS) <= set(models.names())
+
+
+def test_lenet5_1998_keeps_the_papers_squash_without_act():
+  jaxpr = jax.make_jaxpr(lambda: models.get_model('lenet5_1998').init(
+      jax.random.key(0), jnp.zeros((1, 32, 32, 1))))().jaxpr
+  assert set(fixed_nonlinearities(jaxpr)) == {'tanh'}
