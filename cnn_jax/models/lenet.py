@@ -99,6 +99,13 @@ class LeNet5(nn.Module):
   dtype: Any = jnp.float32
   act: Optional[layers.Activation] = None  # None: the one ``activation`` names
 
+  def __post_init__(self):
+    layers.check_choice('LeNet-5 activation', self.activation, tuple(ACTIVATIONS))
+    layers.check_choice('LeNet-5 pooling', self.pooling, ('max', 'avg', 'trainable'))
+    layers.check_choice('LeNet-5 output', self.output, ('dense', 'rbf'))
+    layers.check_positive_int('num_classes', self.num_classes)
+    super().__post_init__()
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     act = self.act or ACTIVATIONS[self.activation]

@@ -64,8 +64,8 @@ class VGG(nn.Module):
                         f'(A-LRN is config A with lrn=True).')
     if self.bn_group_size is not None and not self.batch_norm:
       raise ConfigError('VGG bn_group_size needs batch_norm=True (use a vgg*_bn model).')
-    if self.bn_group_size is not None and self.bn_group_size < 1:
-      raise ConfigError(f'VGG bn_group_size must be a positive batch size, got {self.bn_group_size}.')
+    if self.bn_group_size is not None:
+      layers.check_positive_int('VGG bn_group_size', self.bn_group_size)
     layers.check_dropout_rate(self.dropout_rate, 'VGG dropout_rate')
     super().__post_init__()
 

@@ -276,6 +276,8 @@ def test_alphago_layers_and_position_bias():
     ('vgg16', {'bn_group_size': 32}, 'batch_norm=True'),
     ('vgg16_bn', {'bn_group_size': 0}, 'positive'),
     ('googlenet', {'dropout_rate': 1.0}, r'\[0, 1\)'),
+    ('lenet5', {'pooling': 'mean'}, "one of 'max', 'avg', 'trainable'"),
+    ('lenet5_1998', {'activation': 'tanh'}, "one of 'relu', 'squash'"),
 ])
 def test_impossible_arguments_raise_config_error(name, kwargs, message):
   with pytest.raises(ConfigError, match=message):
