@@ -26,6 +26,7 @@ config keeps the paper's 128.
 import ml_collections
 
 from configs import common
+from configs import resnet_cifar10
 
 ARGS = {
     'depth': common.Arg(164, (164, 1001), int, None),
@@ -36,20 +37,8 @@ PAPER = common.Paper(
         'model.name': 'preact_resnet',
         'model.stem': 'cifar',
         'model.block': 'bottleneck',
-        'model.bn_group_size': 64,          # batch 128 on two GPUs
-        'optimizer.learning_rate': 0.1,
-        'optimizer.momentum': 0.9,
-        'optimizer.nesterov': False,
-        'optimizer.weight_decay': 1e-4,
-        'batch_size': 128,
-        'num_train_steps': 64_000,
-        'schedule.name': 'piecewise',
-        'schedule.unit': 'steps',
-        'schedule.boundaries': (32_000, 48_000),
-        'schedule.decay_factor': 0.1,
-        'schedule.warmup': 400,             # at lr 0.01, "for all CIFAR experiments"
-        'schedule.warmup_lr': 0.01,
-        'schedule.warmup_shape': 'constant',
+        **resnet_cifar10.CIFAR_RECIPE,
+        **resnet_cifar10.WARMUP,            # at lr 0.01, "for all CIFAR experiments"
     },
     targets={'164': '5.46', '1001': '4.92', '1001, batch 64': '4.62',
              '164,dataset=cifar100': '24.33', '1001,dataset=cifar100': '22.71'},
