@@ -281,14 +281,22 @@ def local_ops(spec: str, source_size: int, rgb: bool) -> str:
   return ' | '.join(ops)
 
 
-def apply_runlocal(config: ml_collections.ConfigDict, rgb: bool = True) -> None:
-  """Shrinks ``config`` in place to the runlocal smoke run (see the module docstring)."""
-  source = DATASETS[config.data.name].source_size  # the paper data set's image size
-  config.data.name = 'digits'
-  config.data.train_ops = local_ops(config.data.train_ops, source, rgb)
-  config.data.eval_ops = local_ops(config.data.eval_ops, source, rgb)
-  config.data.train_split = ''
-  config.data.eval_split = RUNLOCAL_EVAL_SPLIT
+def apply_runlocal(config: ml_collections.ConfigDict, rgb: bool = True,
+                   local_data: Optional[Fields] = None) -> None:
+  """Shrinks ``config`` in place to the runlocal smoke run (see the module docstring).
+
+  ``local_data``: the fields of a small local copy of the recipe's own data set, for data that
+  digits cannot stand in for (Go positions); by default the data become digits.
+  """
+  if local_data:
+    apply(config, local_data)
+  else:
+    source = DATASETS[config.data.name].source_size  # the paper data set's image size
+    config.data.name = 'digits'
+    config.data.train_ops = local_ops(config.data.train_ops, source, rgb)
+    config.data.eval_ops = local_ops(config.data.eval_ops, source, rgb)
+    config.data.train_split = ''
+    config.data.eval_split = RUNLOCAL_EVAL_SPLIT
   config.data.validation_size = 0
   config.data.train_size = 0
   config.data.cache = True
@@ -305,8 +313,8 @@ def apply_runlocal(config: ml_collections.ConfigDict, rgb: bool = True) -> None:
 
 
 def finish(config: ml_collections.ConfigDict, args: ml_collections.ConfigDict,
-           rgb: bool = True) -> ml_collections.ConfigDict:
-  """Applies runlocal when asked; every recipe's get_config ends here."""
+           rgb: bool = True, local_data: Optional[Fields] = None) -> ml_collections.ConfigDict:
+  """Applies runlocal when asked (:func:`apply_runlocal`); every recipe's get_config ends here."""
   if args.runlocal:
-    apply_runlocal(config, rgb=rgb)
+    apply_runlocal(config, rgb=rgb, local_data=local_data)
   return config

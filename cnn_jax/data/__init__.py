@@ -54,6 +54,9 @@ DATASETS: dict[str, DatasetSpec] = {
     # ImageNet photos are about 400x350: runlocal's 256 stands for "a photo larger than the crop".
     'imagenette': DatasetSpec('imagenette/full-size-v2', 10, (None, None, 3), ('train', 'validation'),
                               eval_split='validation', mean_std=IMAGENET_MEAN_STD, runlocal_size=256),
+    # Go positions (the AlphaGo policy network's 48 planes) from SGF files in data.source_dir.
+    'go_games': DatasetSpec('go_games', 361, (19, 19, 48), ('train', 'test'),
+                            offline_builder='go_games'),
     'imagenet2012': DatasetSpec('imagenet2012', 1000, (None, None, 3),
                                 ('train', 'validation', 'test'), eval_split='validation',
                                 mean_std=IMAGENET_MEAN_STD, runlocal_size=256, manual=True),
@@ -70,3 +73,4 @@ def normalize_presets() -> dict[str, tuple[tuple[float, ...], tuple[float, ...]]
 # Register the offline tfds builders.
 from cnn_jax.data import digits as _digits  # noqa: E402,F401
 from cnn_jax.data import fashion_mnist as _fashion_mnist  # noqa: E402,F401
+from cnn_jax.data import go_games as _go_games  # noqa: E402,F401

@@ -13,6 +13,7 @@ import os
 import socket
 from typing import Iterator
 
+from absl import logging
 import ml_collections
 import numpy as np
 import tensorflow as tf
@@ -103,18 +104,23 @@ def get_builder(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, tfds.core
   data_dir = os.path.expanduser(data.data_dir or os.environ.get('TFDS_DATA_DIR', '~/tensorflow_datasets'))
   # (Where tfds's builder never ran, asking it would only log a warning about the missing folder.)
   tfds_folder = os.path.join(data_dir, spec.tfds_name.split('/')[0])
+  source_dir = os.path.expanduser(data.source_dir) if data.get('source_dir') else None
   if not spec.offline_builder or tf.io.gfile.exists(tfds_folder):
     builder = tfds.builder(spec.tfds_name, data_dir=data_dir)
     if builder.is_prepared():
+      if hasattr(builder, 'check_prepared'):
+        builder.check_prepared(source_dir)  # built from the source the config names
       return spec, builder
   if spec.offline_builder:
     builder = tfds.builder(spec.offline_builder, data_dir=data_dir)
-    if data.get('source_dir') and hasattr(builder, 'source_dir'):
-      builder.source_dir = os.path.expanduser(data.source_dir)
+    if source_dir and hasattr(builder, 'source_dir'):
+      builder.source_dir = source_dir
     if not builder.is_prepared():
       if hasattr(builder, 'check_source'):
         builder.check_source()  # one ConfigError naming the fix, before tfds writes anything
       builder.download_and_prepare()
+      if getattr(builder, 'report', None) is not None:   # what a build from records skipped
+        logging.info('%s: %s', spec.tfds_name, builder.report.summary())
     return spec, builder
   how = _how_to_prepare(data.name, spec, data_dir)
   if not data.download:
