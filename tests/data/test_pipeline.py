@@ -173,6 +173,15 @@ def test_extra_features_reach_the_batch_and_move_with_example_ops():
     assert set(out) == {'image', 'label', 'label_mask', 'mask'}
     assert out['label'].dtype == np.int32 and out['image'].ravel()[out['label']] == 1
     np.testing.assert_array_equal(out['label_mask'], out['image'].ravel())
+  # Shapes are traced on the whole example too (the features as tfds declares them).
+  import types
+  import tensorflow_datasets as tfds
+  features = {'image': tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
+              'label': tfds.features.ClassLabel(num_classes=size * size),
+              'label_mask': tfds.features.Tensor(shape=(size * size,), dtype=np.uint8)}
+  builder = types.SimpleNamespace(info=types.SimpleNamespace(features=features))
+  assert pipeline._output_shape(spec, builder, pipeline.ops_lib.parse(
+      'random_dihedral | normalize')) == (size, size, 1)
   plain = pipeline._preprocess_fn(DATASETS['digits'], pipeline.ops_lib.parse('normalize'))
   out, = examples.map(lambda ex: plain(tf.constant([0, 0], tf.int64), ex)).as_numpy_iterator()
   assert set(out) == {'image', 'label'}
