@@ -29,7 +29,7 @@ from jax.experimental.compilation_cache import compilation_cache
 from cnn_jax import ConfigError, RunError, checkpoint, models, optim, parallel, reporting
 from cnn_jax import executables, op_by_op, run_files
 from cnn_jax import workdir as workdir_lib
-from cnn_jax.data import pipeline
+from cnn_jax.data import LABEL_MASK, pipeline, symmetry
 
 
 # ---------------------------------------------------------------------------------------------
@@ -62,6 +62,13 @@ def zero_train_sums() -> dict[str, jax.Array]:
 
 TRAIN_SUMS = ('loss', 'correct', 'count')
 EVAL_SUMS = ('loss', 'correct', 'correct_top5', 'count')
+# Summed too when the eval batches carry a LABEL_MASK: the accuracies among the allowed classes.
+MASKED_EVAL_SUMS = ('masked_correct', 'masked_correct_top5')
+
+
+def zero_eval_sums(masked: bool = False) -> dict[str, jax.Array]:
+  """The running sums of an evaluation; ``masked`` when its batches carry a LABEL_MASK."""
+  return _zero_metrics(EVAL_SUMS + (MASKED_EVAL_SUMS if masked else ()))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,6 +87,7 @@ class TrainSetup:
   local_batch: int
   layout: pipeline.ShardLayout
   total_steps: int
+  eval_symmetries: int = 1  # 8: evaluate the 8 symmetries of a board (config.eval_symmetries)
 
 
 # (field, test, what it must be): the ranges a value out of which is a ConfigError.
@@ -106,6 +114,8 @@ _RANGES = (
     ('schedule.min_scale', lambda v: 0 < v <= 1, 'in (0, 1]'),
     ('data.shuffle_buffer', lambda v: v >= 1, '>= 1'),
     ('data.prefetch', lambda v: v >= 0, '>= 0 (0: autotune)'),
+    ('eval_symmetries', lambda v: v in (1, symmetry.NUM_SYMMETRIES),
+     f'1 (off) or {symmetry.NUM_SYMMETRIES} (every symmetry of a square board)'),
 )
 
 
@@ -190,6 +200,9 @@ def build(config: ml_collections.ConfigDict,
   if config.mixed_precision:  # parameters stay float32: the models cast inputs to dtype
     model_kwargs['dtype'] = jnp.bfloat16
   model = models.get_model(name, **model_kwargs)
+  eval_symmetries = config.get('eval_symmetries') or 1  # configs from before the field: off
+  if eval_symmetries > 1:
+    check_symmetric_eval(info, model_kwargs['num_classes'])
   layout = pipeline.shard_layout(config.data, num_examples=info.num_train,
                                  global_batch=config.batch_size, process_index=jax.process_index(),
                                  process_count=jax.process_count())
@@ -198,7 +211,18 @@ def build(config: ml_collections.ConfigDict,
   schedule = optim.make_schedule(config, steps_per_epoch, total_steps)
   tx = optim.make_optimizer(config, schedule)
   return TrainSetup(model, tx, optim.make_plateau_tx(config), schedule, info, mesh, local_batch,
-                    layout, total_steps)
+                    layout, total_steps, eval_symmetries)
+
+
+def check_symmetric_eval(info: pipeline.DatasetInfo, num_classes: int) -> None:
+  """8-fold evaluation needs what its back-mapping assumes: one square view, a class per point."""
+  height, width, channels = info.image_shape
+  if info.eval_views > 1 or height != width or num_classes != height * width:
+    views = f' in {info.eval_views} views' if info.eval_views > 1 else ''
+    raise ConfigError(f'config.eval_symmetries={symmetry.NUM_SYMMETRIES} needs single square '
+                      f'eval images with one class per point (H*W == num_classes), got '
+                      f'{height}x{width}x{channels}{views} and {num_classes} classes: set '
+                      '--config.eval_symmetries=1.')
 
 
 def init_state(setup: TrainSetup, seed: int) -> TrainState:
@@ -286,26 +310,70 @@ def make_train_step(setup: TrainSetup, config: ml_collections.ConfigDict):
                  donate_argnums=(0, 1))
 
 
+def dihedral_views(images: jax.Array) -> jax.Array:
+  """[B, S, S, C] boards -> [B * 8, S, S, C]: each board's 8 symmetries (cnn_jax.data.symmetry's
+  order), board by board."""
+  batch, size = images.shape[0], images.shape[1]
+  points = images.reshape((batch, size * size, -1))
+  views = jnp.take(points, jnp.asarray(symmetry.permutations(size)), axis=1)
+  return views.reshape((batch * symmetry.NUM_SYMMETRIES,) + images.shape[1:])
+
+
+def from_dihedral_views(logits: jax.Array) -> jax.Array:
+  """[B * 8, S * S] per-point outputs of :func:`dihedral_views`' boards -> [B, 8, S * S], each
+  view's outputs moved back to the points of the original board (the inverse transforms)."""
+  points = logits.shape[-1]
+  size = round(points ** 0.5)
+  views = logits.reshape((-1, symmetry.NUM_SYMMETRIES, points))
+  inverse = jnp.asarray(symmetry.inverse_permutations(size))
+  return jnp.take_along_axis(views, inverse[None], axis=2)
+
+
+def _hits(logits: jax.Array, labels: jax.Array, top_k: int) -> tuple[jax.Array, jax.Array]:
+  """Per example: is the label the top class, is it among the ``top_k``."""
+  in_top_k = jnp.any(jax.lax.top_k(logits, top_k)[1] == labels[:, None], axis=-1)
+  return jnp.argmax(logits, -1) == labels, in_top_k
+
+
 def make_eval_step(setup: TrainSetup):
-  """Returns the jitted ``(state, sums, batch) -> sums``; padded examples (mask 0) count nothing."""
+  """Returns the jitted ``(state, sums, batch) -> sums``; padded examples (mask 0) count nothing.
+
+  A batch with a LABEL_MASK also sums the accuracies with the disallowed classes' logits at -inf
+  (sums from :func:`zero_eval_sums` with ``masked=True``).
+  """
   top_k = min(5, setup.info.num_classes)
+  symmetries = setup.eval_symmetries > 1
 
   def eval_step(state: TrainState, sums: dict, batch: dict):
     images = batch['image']
     views = images.shape[1] if images.ndim == 5 else 0  # multi-crop: [batch, views, H, W, C]
     if views:
       images = images.reshape((-1,) + images.shape[2:])
+    if symmetries:
+      images = dihedral_views(images)
     logits = setup.model.apply({'params': state.params, 'batch_stats': state.batch_stats},
                                images, train=False)
     if views:  # ten-crop evaluation averages the views' logits
       logits = logits.reshape((-1, views, logits.shape[-1])).mean(axis=1)
+    if symmetries:  # averages the 8 views' probabilities, as AlphaGo averages its policy outputs;
+      # their log stands for the logits, so the loss is the averaged policy's cross-entropy
+      log_probs = jax.nn.log_softmax(from_dihedral_views(logits).astype(jnp.float32))
+      logits = jax.nn.logsumexp(log_probs, axis=1) - jnp.log(float(symmetry.NUM_SYMMETRIES))
     mask, labels = batch['mask'], batch['label']
     loss = cross_entropy(logits, labels)
-    in_top_k = jnp.any(jax.lax.top_k(logits, top_k)[1] == labels[:, None], axis=-1)
-    return {'loss': sums['loss'] + jnp.sum(loss * mask),
-            'correct': sums['correct'] + jnp.sum((jnp.argmax(logits, -1) == labels) * mask),
-            'correct_top5': sums['correct_top5'] + jnp.sum(in_top_k * mask),
-            'count': sums['count'] + jnp.sum(mask)}
+    correct, in_top_k = _hits(logits, labels, top_k)
+    out = {'loss': sums['loss'] + jnp.sum(loss * mask),
+           'correct': sums['correct'] + jnp.sum(correct * mask),
+           'correct_top5': sums['correct_top5'] + jnp.sum(in_top_k * mask),
+           'count': sums['count'] + jnp.sum(mask)}
+    if LABEL_MASK in batch:  # on the original board's points: the symmetric views are mapped back
+      allowed = batch[LABEL_MASK].astype(bool)
+      # a disallowed label is never a hit, even when fewer than top_k classes are allowed
+      counts = mask * jnp.take_along_axis(allowed, labels[:, None], axis=1)[:, 0]
+      correct, in_top_k = _hits(jnp.where(allowed, logits, -jnp.inf), labels, top_k)
+      out['masked_correct'] = sums['masked_correct'] + jnp.sum(correct * counts)
+      out['masked_correct_top5'] = sums['masked_correct_top5'] + jnp.sum(in_top_k * counts)
+    return out
 
   repl, data = parallel.replicated(setup.mesh), parallel.batch_sharded(setup.mesh)
   return jax.jit(eval_step, in_shardings=(repl, repl, data), out_shardings=repl, donate_argnums=(1,))
@@ -329,15 +397,25 @@ def learning_rate(setup: TrainSetup, state: TrainState, step: int) -> float:
 def evaluate(setup: TrainSetup, config: ml_collections.ConfigDict, eval_step, state: TrainState,
              role: str = 'eval') -> dict:
   """Metrics over the whole ``role`` split: 'eval' (the test split) or 'validation'."""
-  sums = parallel.replicate(_zero_metrics(EVAL_SUMS), setup.mesh)
+  sums = None
   for local in pipeline.eval_batches(config.data, local_batch=setup.local_batch, role=role,
                                      process_index=jax.process_index(),
                                      process_count=jax.process_count()):
+    if sums is None:  # the batches tell whether there are masked accuracies to sum
+      sums = parallel.replicate(zero_eval_sums(masked=LABEL_MASK in local), setup.mesh)
     sums = eval_step(state, sums, parallel.global_batch(local, setup.mesh))
-  sums = jax.device_get(sums)
+  return eval_metrics(jax.device_get(sums))
+
+
+def eval_metrics(sums: dict) -> dict:
+  """An evaluation's metrics from its summed counts (host values)."""
   count = sums['count']
-  return {'loss': sums['loss'] / count, 'accuracy': sums['correct'] / count,
-          'top5_accuracy': sums['correct_top5'] / count, 'num_examples': count}
+  metrics = {'loss': sums['loss'] / count, 'accuracy': sums['correct'] / count,
+             'top5_accuracy': sums['correct_top5'] / count}
+  if 'masked_correct' in sums:
+    metrics.update(masked_accuracy=sums['masked_correct'] / count,
+                   masked_top5_accuracy=sums['masked_correct_top5'] / count)
+  return {**metrics, 'num_examples': count}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -544,9 +622,12 @@ def _train(setup: TrainSetup, config: ml_collections.ConfigDict, workdir: str, m
           state = plateau_step(state, jnp.float32(1.0 - results[roles[0]]['accuracy']))
         for role, metrics in results.items():
           reporter.write(step, role, metrics)
+          masked = (f'masked top-1 {metrics["masked_accuracy"]:.4f} top-5 '
+                    f'{metrics["masked_top5_accuracy"]:.4f} ' if 'masked_accuracy' in metrics
+                    else '')
           reporter.message(f'{role} step {step} epoch {step / setup.layout.steps_per_epoch:.1f}: '
                            f'loss {metrics["loss"]:.4f} top-1 {metrics["accuracy"]:.4f} '
-                           f'top-5 {metrics["top5_accuracy"]:.4f} '
+                           f'top-5 {metrics["top5_accuracy"]:.4f} {masked}'
                            f'({int(metrics["num_examples"])} examples)')
         last_log_time += time.time() - eval_start  # evaluation time is not training throughput
       checkpoint.save(manager, step, state, sums, force=final or stop)

@@ -78,6 +78,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.eval_every_epochs = 5.0       # may be fractional (0.5: twice an epoch)
   config.final_test_only = False        # True: evaluations before the last step read only the
                                         # validation split (when there is one), not the test split
+  config.eval_symmetries = 1            # 8: score each eval board by the mean of its 8 symmetries'
+                                        # probabilities (AlphaGo); square images, a class per point
   config.checkpoint_every_steps = 200
   config.keep_checkpoints = 2
   config.skip_nonfinite_steps = False   # False: a non-finite loss or gradient stops the run (no

@@ -1,15 +1,18 @@
 """The train loop end to end: accuracy on digits, data parallelism, resume, bad input."""
+import dataclasses
 import glob
 import json
 import logging
 import os
 
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from cnn_jax import ConfigError, executables, train
-from cnn_jax.data import pipeline
+from cnn_jax.data import LABEL_MASK, pipeline
 from tests.conftest import run_main, small_config
 
 # A small BatchNorm + residual net: exercises BatchNorm state in every test below, quickly.
@@ -155,6 +158,9 @@ def test_every_step_of_training_lowers_the_loss_of_a_batchnorm_net(data_dir, tmp
     (dict(optimizer__name='adagrad'), r"unknown optimizer 'adagrad'.*Valid names: sgd, adam, adamw"),
     (dict(schedule__name='step'), r"unknown schedule 'step'.*Valid names: constant, piecewise"),
     (dict(batch_size=5000), r'larger than the 1437 training examples'),
+    (dict(eval_symmetries=4), r'config.eval_symmetries=4 must be 1 \(off\) or 8'),
+    (dict(eval_symmetries=8), r'eval_symmetries=8 needs single square eval images with one class '
+                              r'per point .* got 32x32x1 and 10 classes: set --config.eval_symmetries=1'),
 ])
 def test_bad_config_is_caught_before_compiling(data_dir, overrides, message):
   with pytest.raises(ConfigError, match=message):
@@ -243,3 +249,135 @@ def test_a_second_start_loads_its_steps_from_the_compilation_cache(data_dir, tmp
   finally:  # the session's cache again, for the tests after this one
     config.compilation_cache_dir = None
     assert train.use_compilation_cache(config) == compilation_cache
+
+
+# ---------------------------------------------------------------------------------------------
+# Board evaluation: 8 symmetries, masked accuracies (synthetic batches, a hand-built model)
+
+
+def _dihedral(board: np.ndarray, t: int) -> np.ndarray:
+  """Transform ``t`` of cnn_jax.data.symmetry, written with numpy's own rotations."""
+  turned = np.rot90(board, t % 4)
+  return np.swapaxes(turned, 0, 1) if t >= 4 else turned
+
+
+class _PlaneZero(nn.Module):
+  """Logits = plane 0 of the board, flattened: equivariant under every symmetry, unless a bias
+  per point (different at every point) breaks it."""
+  position_bias: bool = False
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    scale = self.param('scale', nn.initializers.ones, ())
+    logits = scale * x[..., 0].reshape(x.shape[0], -1)
+    return logits + 0.3 * jnp.arange(logits.shape[-1]) if self.position_bias else logits
+
+
+def _board_setup(tmp_path, symmetries=1, position_bias=False, size=5, batch=8):
+  info = pipeline.DatasetInfo(num_classes=size * size, image_shape=(size, size, 2), num_train=64,
+                              num_eval=batch)
+  setup = train.build(small_config(str(tmp_path), batch_size=batch, eval_symmetries=symmetries),
+                      info=info)
+  return dataclasses.replace(setup, model=_PlaneZero(position_bias))
+
+
+def _run_eval(setup, batch):
+  from cnn_jax import parallel
+  state = train.init_state(setup, 0)
+  sums = parallel.replicate(train.zero_eval_sums(masked=LABEL_MASK in batch), setup.mesh)
+  return jax.device_get(train.make_eval_step(setup)(state, sums,
+                                                    parallel.global_batch(batch, setup.mesh)))
+
+
+def _board_batch(size=5, batch=8, seed=0):
+  rng = np.random.default_rng(seed)
+  return {'image': rng.normal(size=(batch, size, size, 2)).astype(np.float32),
+          'label': rng.integers(0, size * size, batch).astype(np.int32),
+          'mask': np.array([1] * (batch - 2) + [0, 0], np.float32)}
+
+
+def test_dihedral_views_and_their_inverse_mapping_are_exact():
+  board = np.arange(5 * 5, dtype=np.float32).reshape(5, 5)
+  boards = np.stack([board, 100 + board])[..., None]  # two boards: views stay board by board
+  views = np.asarray(train.dihedral_views(jnp.asarray(boards)))
+  assert views.shape == (16, 5, 5, 1)
+  for b in range(2):
+    for t in range(8):
+      np.testing.assert_array_equal(views[8 * b + t, ..., 0], _dihedral(boards[b, ..., 0], t))
+  # Each view's per-point values, moved back, are the original board's exactly.
+  back = np.asarray(train.from_dihedral_views(jnp.asarray(views.reshape(16, 25))))
+  assert back.shape == (2, 8, 25)
+  for t in range(8):
+    np.testing.assert_array_equal(back[0, t], board.ravel())
+    np.testing.assert_array_equal(back[1, t], 100 + board.ravel())
+
+
+def test_eight_fold_eval_averages_the_views_policies_on_the_original_board(tmp_path):
+  batch = _board_batch()
+  batch[LABEL_MASK] = (np.random.default_rng(1).random((8, 25)) < 0.5).astype(np.uint8)
+  # An equivariant model predicts the same from every view: 8-fold eval changes nothing.
+  single, eightfold = (_run_eval(_board_setup(tmp_path, s), batch) for s in (1, 8))
+  assert set(single) == set(eightfold) == set(train.EVAL_SUMS + train.MASKED_EVAL_SUMS)
+  for name in single:
+    np.testing.assert_allclose(eightfold[name], single[name], rtol=1e-5, err_msg=name)
+  # One that is not: the score is the mean of the 8 views' probabilities, mapped back.
+  biased = _run_eval(_board_setup(tmp_path, 8, position_bias=True), batch)
+  plane = batch['image'][..., 0]
+  probs = []
+  for t in range(8):
+    view_logits = np.stack([_dihedral(p, t).ravel() for p in plane]) + 0.3 * np.arange(25)
+    view_probs = np.exp(view_logits) / np.exp(view_logits).sum(-1, keepdims=True)
+    where = np.stack([_dihedral(np.arange(25).reshape(5, 5), t).ravel()] * 8)
+    back = np.empty_like(view_probs)
+    np.put_along_axis(back, where, view_probs, axis=1)  # view point i is original point where[i]
+    probs.append(back)
+  mean = np.mean(probs, axis=0)
+  loss = -np.log(mean[np.arange(8), batch['label']])
+  np.testing.assert_allclose(biased['loss'], np.sum(loss * batch['mask']), rtol=1e-5)
+  assert biased['correct'] == np.sum((mean.argmax(-1) == batch['label']) * batch['mask'])
+  assert abs(biased['loss'] - _run_eval(_board_setup(tmp_path, 1, True), batch)['loss']) > 1e-3
+
+
+def test_masked_accuracy_ranks_only_the_allowed_classes(tmp_path):
+  setup = _board_setup(tmp_path)
+  batch = _board_batch()
+  logits = batch['image'][..., 0].reshape(8, 25)
+  rng = np.random.default_rng(2)
+  allowed = (rng.random((8, 25)) < 0.3).astype(np.uint8)
+  allowed[0] = 0
+  allowed[0, [3, 7]] = 1  # fewer allowed classes than top-5
+  batch['label'][0] = 3
+  allowed[1, batch['label'][1]] = 0  # a disallowed label is never a hit
+  plain = _run_eval(setup, batch)
+  assert set(plain) == set(train.EVAL_SUMS)  # no label_mask: the sums and metrics of before
+  masked = _run_eval(setup, dict(batch, label_mask=allowed))
+  for name in train.EVAL_SUMS:
+    assert masked[name] == plain[name]
+  ranked = np.argsort(-np.where(allowed == 1, logits, -np.inf), axis=1)
+  label_allowed = allowed[np.arange(8), batch['label']] == 1
+  top1 = (ranked[:, 0] == batch['label']) & label_allowed
+  top5 = np.any(ranked[:, :5] == batch['label'][:, None], axis=1) & label_allowed
+  assert top5[0] and not top5[1]
+  assert masked['masked_correct'] == np.sum(top1 * batch['mask'])
+  assert masked['masked_correct_top5'] == np.sum(top5 * batch['mask'])
+  assert masked['masked_correct_top5'] > masked['correct_top5']  # masking helps here: teeth
+  metrics = train.eval_metrics(masked)
+  assert list(metrics) == ['loss', 'accuracy', 'top5_accuracy', 'masked_accuracy',
+                           'masked_top5_accuracy', 'num_examples']
+  assert metrics['masked_accuracy'] == masked['masked_correct'] / 6
+  assert list(train.eval_metrics(plain)) == ['loss', 'accuracy', 'top5_accuracy', 'num_examples']
+
+
+def test_evaluate_reports_masked_accuracies_when_the_batches_carry_a_label_mask(tmp_path,
+                                                                                monkeypatch):
+  setup = _board_setup(tmp_path, 8)
+  batches = [_board_batch(seed=i) for i in range(2)]
+  for batch in batches:
+    batch[LABEL_MASK] = np.ones((8, 25), np.uint8)
+  monkeypatch.setattr(pipeline, 'eval_batches', lambda *a, **k: iter(batches))
+  config = small_config(str(tmp_path), batch_size=8, eval_symmetries=8)
+  metrics = train.evaluate(setup, config, train.make_eval_step(setup), train.init_state(setup, 0))
+  assert metrics['num_examples'] == 12
+  # everything allowed: the masked accuracies are the plain ones
+  assert metrics['masked_accuracy'] == metrics['accuracy']
+  assert metrics['masked_top5_accuracy'] == metrics['top5_accuracy']

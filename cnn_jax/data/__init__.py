@@ -11,6 +11,10 @@ from typing import Optional
 
 IMAGENET_MEAN_STD = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
+# An example feature of shape [num_classes], 1 where the class is allowed (a legal move): when the
+# eval batches carry it, evaluation also reports accuracies with the other classes masked out.
+LABEL_MASK = 'label_mask'
+
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
@@ -26,6 +30,8 @@ class DatasetSpec:
   runlocal_size: Optional[int] = None     # what runlocal resizes digits to; default image_shape[0]
   image_key: str = 'image'
   label_key: str = 'label'
+  # Other features the batches carry, under the same names (e.g. LABEL_MASK); example ops see them.
+  extra_features: tuple[str, ...] = ()
   # A cnn_jax builder that prepares the data set without network, used when ``tfds_name`` is not
   # prepared in the data dir (its own name for digits; a reader of local files otherwise).
   offline_builder: Optional[str] = None

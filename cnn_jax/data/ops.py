@@ -1,9 +1,12 @@
 """Preprocessing ops, named and composed in the config as a pipe-separated string.
 
 ``"resize(32) | pad_random_crop(4) | flip_lr | normalize(mean=0.5, std=0.25)"`` builds four ops; each
-op maps ``(image, seed) -> image`` on one example inside tf.data. Random ops use stateless TF random
-functions seeded per example, so a pipeline is a pure function of (seed, epoch, example): a resumed
-run sees exactly the augmentation an uninterrupted run would have.
+op maps ``(image, seed) -> image`` on one example inside tf.data. Example ops (``register_example_op``,
+e.g. ``random_dihedral``) map the whole example instead, ``(example, seed) -> example``, where the
+example is a dict of ``image``, ``label`` and the data set's other features: they move the label
+with the image. Both kinds mix freely in one pipe and run in its order. Random ops use stateless TF
+random functions seeded per example, so a pipeline is a pure function of (seed, epoch, example): a
+resumed run sees exactly the augmentation an uninterrupted run would have.
 
 Conventions that ``parse`` enforces, so a wrong order fails at start-up and not in the numbers:
 
@@ -21,15 +24,18 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 from typing import Any, Callable, Sequence
 
 import tensorflow as tf
 
 from cnn_jax import ConfigError
-from cnn_jax.data import normalize_presets
+from cnn_jax.data import LABEL_MASK, normalize_presets, symmetry
 
 Op = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
-_OPS: dict[str, Callable[..., Op]] = {}
+Example = dict[str, tf.Tensor]
+ExampleOp = Callable[[Example, tf.Tensor], Example]
+_OPS: dict[str, Callable[..., Op | ExampleOp]] = {}
 
 # Ops whose input must be encoded bytes, and which therefore can only come first.
 _ENCODED_INPUT_OPS = frozenset({'decode', 'decode_inception_crop'})
@@ -53,8 +59,20 @@ IMAGENET_PCA_EIGVEC = ((-0.5675, 0.7192, 0.4009),
 
 
 def register_op(fn: Callable[..., Op]) -> Callable[..., Op]:
+  """Registers an op factory by its name; the ops it builds map ``(image, seed) -> image``."""
   _OPS[fn.__name__] = fn
   return fn
+
+
+def register_example_op(fn: Callable[..., ExampleOp]) -> Callable[..., ExampleOp]:
+  """Registers a factory of ops that map the whole example, ``(example, seed) -> example``."""
+  @functools.wraps(fn)
+  def factory(*args, **kwargs) -> ExampleOp:
+    op = fn(*args, **kwargs)
+    op.transforms_example = True  # how apply_example tells the two kinds apart
+    return op
+  _OPS[fn.__name__] = factory
+  return factory
 
 
 def op_names() -> list[str]:
@@ -335,6 +353,34 @@ def lighting(alphastd: float = 0.1) -> Op:
   return op
 
 
+@register_example_op
+def random_dihedral() -> ExampleOp:
+  """One of the 8 symmetries of a square board per example, uniformly (AlphaGo's augmentation).
+
+  The 4 rotations and their transposes (``cnn_jax.data.symmetry``) of the [size, size, C] image;
+  the label, a point index ``r * size + c``, moves with its point, and so does the example's
+  ``label_mask`` (one entry per point) when it has one. Examples without a label (shape tracing)
+  move only the image.
+  """
+  def op(example, seed):
+    image = example['image']
+    size = image.shape[0]
+    if size is None or image.shape.rank != 3 or image.shape[1] != size:
+      raise ConfigError(f'random_dihedral: needs square [size, size, C] images of a fixed size '
+                        f'(a board), got {image.shape}: resize or crop to a square before it.')
+    t = tf.random.stateless_uniform([], seed, 0, symmetry.NUM_SYMMETRIES, dtype=tf.int32)
+    gather = tf.constant(symmetry.permutations(size))[t]
+    out = dict(example)
+    points = tf.reshape(image, [size * size, -1])
+    out['image'] = tf.reshape(tf.gather(points, gather), [size, size, -1])
+    if 'label' in example:
+      out['label'] = tf.gather(tf.constant(symmetry.inverse_permutations(size))[t], example['label'])
+    if LABEL_MASK in example:
+      out[LABEL_MASK] = tf.gather(example[LABEL_MASK], gather)
+    return out
+  return op
+
+
 def _preset(value: Any, index: int, what: str) -> Any:
   if not isinstance(value, str):
     return value
@@ -415,9 +461,19 @@ def parse(spec: str) -> list[Op]:
   return ops
 
 
-def apply(ops: Sequence[Op], image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-  """Runs ``ops`` in order, giving each its own seed split from ``seed``."""
+def apply_example(ops: Sequence[Op | ExampleOp], example: Example, seed: tf.Tensor) -> Example:
+  """Runs ``ops`` in order on one example (``image``, ``label``, other features), giving each its
+  own seed split from ``seed``: image ops get ``example['image']``, example ops the whole dict."""
   seeds = tf.random.experimental.stateless_split(seed, num=max(len(ops), 1))
+  example = dict(example)
   for i, op in enumerate(ops):
-    image = op(image, seeds[i])
-  return image
+    if getattr(op, 'transforms_example', False):
+      example = op(example, seeds[i])
+    else:
+      example['image'] = op(example['image'], seeds[i])
+  return example
+
+
+def apply(ops: Sequence[Op | ExampleOp], image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+  """The image ``ops`` make of ``image`` alone (an example without label or other features)."""
+  return apply_example(ops, {'image': image}, seed)['image']

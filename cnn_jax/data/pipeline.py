@@ -141,10 +141,15 @@ def get_builder(data: ml_collections.ConfigDict) -> tuple[DatasetSpec, tfds.core
   return spec, builder
 
 
+def _example(spec: DatasetSpec, features: dict) -> dict:
+  """What the ops see of a tfds example: ``image``, an int32 ``label`` and the extra features."""
+  return {'image': features[spec.image_key], 'label': tf.cast(features[spec.label_key], tf.int32),
+          **{name: features[name] for name in spec.extra_features}}
+
+
 def _preprocess_fn(spec: DatasetSpec, ops: list, with_mask: bool = False):
   def fn(seed, example):
-    image = ops_lib.apply(ops, example[spec.image_key], seed)
-    out = {'image': image, 'label': tf.cast(example[spec.label_key], tf.int32)}
+    out = ops_lib.apply_example(ops, _example(spec, example), seed)
     if with_mask:
       out['mask'] = tf.constant(1.0, tf.float32)
     return out
@@ -167,12 +172,17 @@ def _as_dataset(builder: tfds.core.DatasetBuilder, spec: DatasetSpec, split,
 
 def _output_shape(spec: DatasetSpec, builder: tfds.core.DatasetBuilder, ops: list) -> tf.TensorShape:
   """The static shape ``ops`` give one example, found by tracing them (no data is read)."""
-  feature = builder.info.features[spec.image_key]
+  features = builder.info.features
+  # The whole example, so that example ops trace as they run (a label to move, the extra features).
+  input_spec = {name: tf.TensorSpec(features[name].shape, features[name].tf_dtype)
+                for name in (spec.label_key, *spec.extra_features)}
   if ops_lib.encoded_input(ops):
-    input_spec = tf.TensorSpec([], tf.string)
+    input_spec[spec.image_key] = tf.TensorSpec([], tf.string)
   else:  # dimensions that vary between images (ImageNet) stay None
-    input_spec = tf.TensorSpec(feature.shape, feature.tf_dtype)
-  trace = tf.function(lambda image: ops_lib.apply(ops, image, tf.constant([0, 0], tf.int64)))
+    feature = features[spec.image_key]
+    input_spec[spec.image_key] = tf.TensorSpec(feature.shape, feature.tf_dtype)
+  trace = tf.function(lambda example: ops_lib.apply_example(
+      ops, _example(spec, example), tf.constant([0, 0], tf.int64))['image'])
   return trace.get_concrete_function(input_spec).structured_outputs.shape
 
 

@@ -170,3 +170,69 @@ def test_geometric_ops_may_follow_normalize():
   image = np.arange(6 * 6 * 3, dtype=np.uint8).reshape(6, 6, 3)
   out = _run('normalize | central_crop(4) | ten_crop(2)', image)
   assert out.shape == (10, 2, 2, 3) and out.dtype == np.float32
+
+
+def _dihedral(board: np.ndarray, t: int) -> np.ndarray:
+  """Transform ``t`` of cnn_jax.data.symmetry, written with numpy's own rotations."""
+  turned = np.rot90(board, t % 4)
+  return np.swapaxes(turned, 0, 1) if t >= 4 else turned
+
+
+def test_symmetry_tables_are_the_eight_rotations_and_transposes():
+  from cnn_jax.data import symmetry
+  board = np.arange(5 * 5).reshape(5, 5)
+  perms, inverse = symmetry.permutations(5), symmetry.inverse_permutations(5)
+  assert len({tuple(p) for p in perms}) == 8
+  for t in range(8):
+    np.testing.assert_array_equal(board.ravel()[perms[t]], _dihedral(board, t).ravel())
+    np.testing.assert_array_equal(perms[t][inverse[t]], np.arange(25))
+
+
+def test_random_dihedral_moves_the_label_and_its_mask_with_the_board():
+  """A stone at (r, c) and label r*19+c: after the op the label's point holds the stone, under
+  every one of the 8 transforms; the per-point label_mask moves like the planes."""
+  size, r, c = 19, 3, 11  # off every axis and diagonal: the 8 images of the point all differ
+  rng = np.random.default_rng(0)
+  planes = rng.integers(0, 200, (size, size, 3)).astype(np.uint8)
+  planes[..., 0] = 0
+  planes[r, c, 0] = 1
+  label_mask = rng.integers(0, 2, size * size).astype(np.uint8)
+  example = {'image': tf.constant(planes), 'label': tf.constant(r * size + c, tf.int32),
+             'label_mask': tf.constant(label_mask), 'other': tf.constant(7)}
+  op, = ops.parse('random_dihedral')
+  seen = set()
+  for i in range(64):
+    out = {k: v.numpy() for k, v in op(example, _seed(i)).items()}
+    t, = [t for t in range(8) if np.array_equal(out['image'], _dihedral(planes, t))]
+    seen.add(t)
+    row, col = divmod(int(out['label']), size)
+    assert out['image'][row, col, 0] == 1 and out['image'][..., 0].sum() == 1
+    np.testing.assert_array_equal(out['label_mask'],
+                                  _dihedral(label_mask.reshape(size, size), t).ravel())
+    assert out['label'].dtype == np.int32 and out['other'] == 7  # other features pass unchanged
+    again = op(example, _seed(i))  # deterministic per seed
+    np.testing.assert_array_equal(again['image'].numpy(), out['image'])
+  assert seen == set(range(8))
+
+
+def test_example_ops_and_image_ops_share_one_pipe():
+  """Image ops see the image of the example, in the pipe's order, with the seeds they always had."""
+  image = np.arange(8 * 8 * 2, dtype=np.uint8).reshape(8, 8, 2)
+  image_only = ops.parse('pad_random_crop(2) | flip_lr | normalize')
+  for i in range(4):
+    example = ops.apply_example(image_only, {'image': tf.constant(image), 'label': tf.constant(3)},
+                                _seed(i))
+    np.testing.assert_array_equal(example['image'].numpy(), _run('pad_random_crop(2) | flip_lr | '
+                                                                'normalize', image, seed=i))
+    assert example['label'].numpy() == 3
+  flip, dihedral, normalize = mixed = ops.parse('flip_lr | random_dihedral | normalize')
+  label = tf.constant(13)
+  for i in range(8):
+    out = ops.apply_example(mixed, {'image': tf.constant(image), 'label': label}, _seed(i))
+    seeds = tf.random.experimental.stateless_split(_seed(i), 3)
+    by_hand = dihedral({'image': flip(tf.constant(image), seeds[0]), 'label': label}, seeds[1])
+    np.testing.assert_array_equal(out['image'].numpy(),
+                                  normalize(by_hand['image'], seeds[2]).numpy())
+    assert out['label'].numpy() == by_hand['label'].numpy()
+  with pytest.raises(ConfigError, match=r'random_dihedral: needs square .* got \(6, 8, 1\)'):
+    _run('random_dihedral', np.zeros((6, 8, 1), np.uint8))

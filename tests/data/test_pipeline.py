@@ -149,3 +149,39 @@ def test_unknown_preprocessing_op(data_dir):
   config = small_config(data_dir, data__train_ops='resize(32) | pad_crop(4)')
   with pytest.raises(ConfigError, match=r"unknown preprocessing op 'pad_crop'.*pad_random_crop"):
     next(_train(config, batch=8))
+
+
+def test_extra_features_reach_the_batch_and_move_with_example_ops():
+  """A data set's extra_features (label_mask) are carried under their names and transformed by
+  example ops; features it does not list are left out; data sets without any are as before."""
+  import dataclasses
+  import tensorflow as tf
+  from cnn_jax.data import DATASETS
+  size = 5
+  stone = np.zeros((size, size, 1), np.uint8)
+  stone[1, 3, 0] = 1
+  label_mask = np.zeros(size * size, np.uint8)
+  label_mask[1 * size + 3] = 1
+  examples = tf.data.Dataset.from_tensors({
+      'image': stone, 'label': np.int64(1 * size + 3), 'label_mask': label_mask,
+      'file_name': b'game.sgf'})
+  spec = dataclasses.replace(DATASETS['digits'], extra_features=('label_mask',))
+  preprocess = pipeline._preprocess_fn(spec, pipeline.ops_lib.parse('random_dihedral'),
+                                       with_mask=True)
+  for i in range(8):
+    out, = examples.map(lambda ex: preprocess(tf.constant([0, i], tf.int64), ex)).as_numpy_iterator()
+    assert set(out) == {'image', 'label', 'label_mask', 'mask'}
+    assert out['label'].dtype == np.int32 and out['image'].ravel()[out['label']] == 1
+    np.testing.assert_array_equal(out['label_mask'], out['image'].ravel())
+  # Shapes are traced on the whole example too (the features as tfds declares them).
+  import types
+  import tensorflow_datasets as tfds
+  features = {'image': tfds.features.Tensor(shape=(size, size, 1), dtype=np.uint8),
+              'label': tfds.features.ClassLabel(num_classes=size * size),
+              'label_mask': tfds.features.Tensor(shape=(size * size,), dtype=np.uint8)}
+  builder = types.SimpleNamespace(info=types.SimpleNamespace(features=features))
+  assert pipeline._output_shape(spec, builder, pipeline.ops_lib.parse(
+      'random_dihedral | normalize')) == (size, size, 1)
+  plain = pipeline._preprocess_fn(DATASETS['digits'], pipeline.ops_lib.parse('normalize'))
+  out, = examples.map(lambda ex: plain(tf.constant([0, 0], tf.int64), ex)).as_numpy_iterator()
+  assert set(out) == {'image', 'label'}
