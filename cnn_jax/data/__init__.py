@@ -62,7 +62,7 @@ DATASETS: dict[str, DatasetSpec] = {
                               eval_split='validation', mean_std=IMAGENET_MEAN_STD, runlocal_size=256),
     # Go positions (the AlphaGo policy network's 48 planes) from SGF files in data.source_dir.
     'go_games': DatasetSpec('go_games', 361, (19, 19, 48), ('train', 'test'),
-                            offline_builder='go_games'),
+                            offline_builder='go_games', extra_features=(LABEL_MASK,)),
     'imagenet2012': DatasetSpec('imagenet2012', 1000, (None, None, 3),
                                 ('train', 'validation', 'test'), eval_split='validation',
                                 mean_std=IMAGENET_MEAN_STD, runlocal_size=256, manual=True),
