@@ -201,13 +201,30 @@ def _as_json(config: ml_collections.ConfigDict) -> str:
   return config.to_json_best_effort(indent=2, sort_keys=True)
 
 
+def _defaults() -> dict[str, Any]:
+  """configs/default.py's values, flat; empty where the configs are not importable."""
+  try:
+    from configs import default   # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return {}
+  return _flat(json.loads(_as_json(default.get_config())))
+
+
 def config_differences(saved: Mapping[str, Any], config: ml_collections.ConfigDict) -> list[str]:
-  """``'field old -> new'`` for each field that changes what a resumed run computes."""
+  """``'field old -> new'`` for each field that changes what a resumed run computes.
+
+  A field the saved config lacks is no change when it has its configs/default.py value: fields
+  added to cnn_jax after the run started default to what the code did before them.
+  """
   old, new = _flat(saved), _flat(json.loads(_as_json(config)))
   missing = object()
+  defaults = _defaults()
+  added_at_default = {key for key in set(new) - set(old)
+                      if key in defaults and new[key] == defaults[key]}
   return [f'{key} {old.get(key, "(absent)")!r} -> {new.get(key, "(absent)")!r}'
           for key in sorted(set(old) | set(new))
-          if key not in RESUMABLE_CHANGES and old.get(key, missing) != new.get(key, missing)]
+          if key not in RESUMABLE_CHANGES and key not in added_at_default
+          and old.get(key, missing) != new.get(key, missing)]
 
 
 def check_resumed_config(config: ml_collections.ConfigDict, workdir: str,

@@ -346,6 +346,16 @@ def test_resuming_with_a_changed_recipe_stops_unless_accepted(data_dir, tmp_path
     assert json.load(f)['optimizer']['learning_rate'] == 0.05
 
 
+def test_a_field_added_since_the_run_is_no_change_at_its_default():
+  from configs import default
+  config = default.get_config()
+  saved = json.loads(config.to_json_best_effort())
+  del saved['eval_symmetries']   # a run started before the field existed
+  assert workdir.config_differences(saved, config) == []
+  config.eval_symmetries = 8     # the field away from its default: the run would compute otherwise
+  assert workdir.config_differences(saved, config) == ["eval_symmetries '(absent)' -> 8"]
+
+
 @pytest.mark.parametrize('overrides, message', [
     (dict(optimizer__learning_rate=-0.1), r'config.optimizer.learning_rate=-0.1 must be > 0'),
     (dict(num_epochs=0), r'config.num_epochs=0 trains nothing'),
