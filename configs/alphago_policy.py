@@ -15,8 +15,8 @@ k=256 44.1; k=256 with its 8 symmetries averaged 43.0 (accuracies 54.6%, 55.4%, 
 
 Recipe: the 48 feature planes of Extended Data Table 2 (cnn_jax.go.features) from 29.4M positions
 of 160k KGS games of 6-9 dan players, 8-fold symmetry augmentation (random_dihedral); plain SGD
-without momentum, step size 0.003 halved every 80M steps, minibatch 16, about 340M steps; no weight
-decay is mentioned, none is used.
+without momentum, step size 0.003 halved every 80M steps (at 80M, 160M, 240M and 320M), minibatch
+16, about 340M steps; no weight decay is mentioned, none is used.
 
 The ``gnugo`` variant: GnuGo's games are far easier to predict than dan players', and one CPU
 trains about 50 positions a second, so it uses SGD with momentum 0.9 (Nesterov), step size 0.05,
@@ -38,10 +38,15 @@ ARGS = {
     'data': common.Arg('kgs', ('kgs', 'gnugo'), str, None),
     'k': common.Arg(0, FILTERS, int, None),
 }
-# The SGF games committed with the tests: runlocal's data (digits cannot stand in for Go positions).
-RUNLOCAL_GAMES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                              'tests', 'data', 'go_games')
+# runlocal's data: the SGF games committed with the tests (digits cannot stand in for Go
+# positions), prepared in a data dir of their own (a prepared copy remembers its source).
+RUNLOCAL_DATA = {
+    'data.source_dir': os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                    'tests', 'data', 'go_games'),
+    'data.data_dir': os.path.join(os.path.expanduser('~'), '.cache', 'cnn_jax', 'runlocal_go'),
+}
 STEPS_BETWEEN_HALVINGS = 80_000_000
+KGS_FILTERS = 192   # the paper's match network
 TRAIN_OPS = 'random_dihedral'
 PAPER = common.Paper(
     recipe={
@@ -60,7 +65,7 @@ PAPER = common.Paper(
         'schedule.decay_factor': 0.5,
     },
     targets={'k=128': '45.4', 'k=192': '44.6', 'k=256': '44.1', 'k=256, 8 symmetries': '43.0'},
-    variants={'': {'model.filters': 192}, 'k=128': {'model.filters': 128}})
+    variants={'': {'model.filters': KGS_FILTERS}, 'k=128': {'model.filters': 128}})
 GNUGO = {
     'model.filters': 128,
     'optimizer.learning_rate': 0.05,
@@ -82,11 +87,9 @@ def get_config(args: str = '') -> ml_collections.ConfigDict:
   config.data.eval_ops = ''
   if a.data == 'gnugo':
     common.apply(config, GNUGO)
+  else:
+    config.model.filters = KGS_FILTERS
   if a.k:
     config.model.filters = a.k
   config.log_every_steps = 100
-  # The pipeline of the real data on a few committed games; a data dir of its own, as the prepared
-  # copy remembers its source.
-  return common.finish(config, a, local_data={
-      'data.source_dir': RUNLOCAL_GAMES,
-      'data.data_dir': os.path.join(os.path.expanduser('~'), '.cache', 'cnn_jax', 'runlocal_go')})
+  return common.finish(config, a, local_data=RUNLOCAL_DATA)
