@@ -53,7 +53,7 @@ import numpy as np
 
 from cnn_jax.go import board as go_board
 from cnn_jax.go.board import (BLACK, EMPTY, SIZE, WHITE, Board, IllegalMove, _flood, _is_eye,
-                              _ladder_at, _play_core)
+                              _ladder_at, _play_core, _workspace)
 
 NUM_PLANES = 48
 PLANES = {
@@ -83,9 +83,8 @@ def _planes(b, played, move_number, colour, ko, out):
   size = W - 2
   N = W * W
   other = 3 - colour
-  mark = np.zeros(N + 1, np.int32)
-  stones = np.empty(N, np.int32)
-  libs = np.empty(N, np.int32)
+  boards, scratch, cand, info = _workspace(N)
+  mark, stones, libs = scratch[0], scratch[2], scratch[3]
   # Every group once: its id at each stone, size, liberty count and liberty list.
   gid = np.full(N, -1, np.int32)
   gsize = np.empty(N, np.int32)
@@ -183,14 +182,15 @@ def _planes(b, played, move_number, colour, ko, out):
         # Captures free points next to the new group: play it out on a copy.
         trial = b.copy()
         _play_core(trial, scratch_played, p, colour, 0, mark, stones)
-        n, libs_after = _flood(trial, p, mark, stones, np.empty(0, np.int32))
+        n, libs_after = _flood(trial, p, mark, stones, libs[:0])
       out[r, c, _CAPTURE + min(captured, 7)] = 1
       out[r, c, _LIBS_AFTER + min(libs_after, 8) - 1] = 1
       if libs_after == 1:
         out[r, c, _SELF_ATARI + min(own_size + 1, 8) - 1] = 1
-      if ataris_two_lib_group and _ladder_at(b, p, colour, True, mark):
+      if ataris_two_lib_group and _ladder_at(b, p, colour, True, boards, scratch, cand, info):
         out[r, c, _LADDER_CAPTURE] = 1
-      if own_atari and (touches_own_atari or captured > 0) and _ladder_at(b, p, colour, False, mark):
+      if (own_atari and (touches_own_atari or captured > 0)
+          and _ladder_at(b, p, colour, False, boards, scratch, cand, info)):
         out[r, c, _LADDER_ESCAPE] = 1
       if not _is_eye(b, p, colour):
         out[r, c, _SENSIBLE] = 1
@@ -269,3 +269,29 @@ def _replay(board: Board, moves: list) -> Iterator[Tuple[np.ndarray, int]]:
     if point is not None:
       yield planes(board), point[0] * board.size + point[1]
     board.play(point)
+
+
+def random_game(rng: np.random.Generator, max_moves: int = 400,
+                size: int = SIZE) -> list:
+  """A game of uniformly random sensible moves (legal, not filling an own eye), as ``(colour,
+  point)`` moves for ``positions``; a side with no sensible move passes, two passes end it.
+
+  For benchmarks and tests when no game records are around: random play fills the board and makes
+  captures, kos and ataris, as real games do, though few real ladders.
+  """
+  board = Board(size)
+  moves = []
+  passes = 0
+  while len(moves) < max_moves and passes < 2:
+    choices = np.flatnonzero(sensible_mask(board))
+    colour = board.to_play
+    if len(choices) == 0:
+      point = None
+      passes += 1
+    else:
+      index = int(rng.choice(choices))
+      point = (index // size, index % size)
+      passes = 0
+    board.play(point)
+    moves.append((colour, point))
+  return moves
