@@ -239,11 +239,11 @@ def positions(setup_black: Any = (), setup_white: Sequence[Point] = (),
   pass), or ``(colour, (row, col) or None)``; moves without a colour alternate. Positions whose move
   is a pass are replayed but not yielded. ``label = row * size + col``.
 
-  The whole record is replayed once before the first position is yielded, so an illegal move
-  (``IllegalMove``, with its reason, or ValueError for a point off the board) is raised before any
-  position of the game reaches the caller.
+  The whole record is replayed once by the call itself, before it returns the iterator, so an
+  illegal move (``IllegalMove``, with its reason and move number; 'off board' for a point outside
+  the board) is raised before any position of the game reaches the caller, who can skip the game.
   """
-  if moves is None and not isinstance(setup_black, (list, tuple)):
+  if moves is None and hasattr(setup_black, 'moves'):
     record = setup_black
     setup_black, setup_white, moves = record.setup_black, record.setup_white, record.moves
     first = getattr(record, 'first', first)
