@@ -33,7 +33,8 @@ Ladders (``ladder_capture``, ``ladder_escape``): the reader follows the usual la
 defender, with one liberty, tries to extend at it and to capture any attacking group in atari next
 to its group; the attacker, when the defender has two liberties, tries both. The defender escapes
 as soon as it has three or more liberties; it is captured when every defence leaves it in atari.
-Ko is ignored inside the reading. The reading stops after ``LADDER_MAX_DEPTH`` plies or
+Simple ko is respected inside the reading (a ko just taken cannot be retaken at once), superko
+is not. The reading stops after ``LADDER_MAX_DEPTH`` plies or
 ``LADDER_MAX_NODES`` positions, and then counts the ladder as not working (the defender escapes):
 a ladder across the whole board takes about 70 plies.
 """
@@ -257,19 +258,21 @@ def _workspace(N):
   """Scratch arrays for the ladder reader, made once per position (allocating them per question
   cost more than most questions): the stack of boards (one more row for ``_ladder_at``'s trial
   move), int32 rows (mark, seen: stamp arrays; stones, libs, group, played: scratch), the
-  candidate moves and the (number of candidates, next candidate, attacker to move) of each frame.
+  candidate moves and the (number of candidates, next candidate, attacker to move, ko point) of
+  each frame.
   """
   D = LADDER_MAX_DEPTH
   return (np.empty((D + 2, N), np.int8), np.zeros((6, N + 1), np.int32),
-          np.empty((D + 1, 8), np.int32), np.empty((D + 1, 3), np.int64))
+          np.empty((D + 1, 8), np.int32), np.empty((D + 1, 4), np.int64))
 
 
 @numba.njit(cache=True)
-def _ladder(b, stone, attacker_to_move, boards, scratch, cand, info):
+def _ladder(b, stone, attacker_to_move, ko, boards, scratch, cand, info):
   """Whether the group at ``stone`` is captured in a ladder (module docstring).
 
   ``attacker_to_move``: the group has two liberties and the attacker plays next; otherwise it has
-  one and the defender plays next. An AND-OR search, depth first, with an explicit stack of
+  one and the defender plays next; ``ko`` is the point the side to move may not take (simple ko,
+  or -1). An AND-OR search, depth first, with an explicit stack of
   positions (numba cannot cache recursive functions): a node where the attacker moves is captured
   if one of its moves leads to a captured node, a node where the defender moves if all of its moves
   do. Past ``LADDER_MAX_DEPTH`` plies or ``LADDER_MAX_NODES`` nodes a node counts as escaped.
@@ -284,8 +287,10 @@ def _ladder(b, stone, attacker_to_move, boards, scratch, cand, info):
   ncand = info[:, 0]
   nxt = info[:, 1]
   att = info[:, 2]
+  kos = info[:, 3]
   boards[0, :] = b
   att[0] = attacker_to_move
+  kos[0] = ko
   res, n = _ladder_frame(boards[0], stone, attacker_to_move, cand[0], mark, seen, stones, libs,
                          group)
   if res >= 0:
@@ -313,11 +318,15 @@ def _ladder(b, stone, attacker_to_move, boards, scratch, cand, info):
       continue
     move = cand[d, nxt[d]]
     nxt[d] += 1
+    if move == kos[d]:
+      child = 0 if att[d] == 1 else 1  # an illegal move helps neither side
+      continue
     c = boards[d + 1]
     c[:] = boards[d]
-    if _play_core(c, played, int(move), attacker if att[d] == 1 else defender, 0, mark,
-                  stones)[0] < 0:
-      child = 0 if att[d] == 1 else 1  # an illegal move helps neither side
+    captured, new_ko = _play_core(c, played, int(move), attacker if att[d] == 1 else defender, 0,
+                                  mark, stones)
+    if captured < 0:
+      child = 0 if att[d] == 1 else 1
       continue
     n, nl = _flood(c, stone, mark, stones, none, 3)
     if att[d] == 1:
@@ -336,6 +345,7 @@ def _ladder(b, stone, attacker_to_move, boards, scratch, cand, info):
       child = 0
       continue
     att[d + 1] = 1 - att[d]
+    kos[d + 1] = new_ko  # without it a ko would be taken back and forth to the depth limit
     res, n = _ladder_frame(c, stone, att[d + 1] == 1, cand[d + 1], mark, seen, stones, libs, group)
     if res >= 0:
       child = res
@@ -395,7 +405,8 @@ def _ladder_at(b, pos, colour, capture, boards, scratch, cand, info):
     return False
   c = boards[D + 1]
   c[:] = b
-  if _play_core(c, scratch[5], pos, colour, 0, mark, stones)[0] < 0:
+  captured, ko = _play_core(c, scratch[5], pos, colour, 0, mark, stones)
+  if captured < 0:
     return False
   for k in range(nc):
     s = cands[k]
@@ -403,12 +414,12 @@ def _ladder_at(b, pos, colour, capture, boards, scratch, cand, info):
       continue  # captured by the move (capture) -- not a ladder
     n, nl = _flood(c, s, mark, stones, none, 3)
     if capture:
-      if nl == 1 and _ladder(c, s, False, boards, scratch, cand, info):
+      if nl == 1 and _ladder(c, s, False, ko, boards, scratch, cand, info):
         return True
     else:
       if nl >= 3:
         return True
-      if nl == 2 and not _ladder(c, s, True, boards, scratch, cand, info):
+      if nl == 2 and not _ladder(c, s, True, ko, boards, scratch, cand, info):
         return True
   return False
 
@@ -542,9 +553,11 @@ class Board:
     return np.stack([idx // self.size, idx % self.size], axis=1)
 
   def place_setup(self, black: Iterable[Tuple[int, int]] = (),
-                  white: Iterable[Tuple[int, int]] = ()) -> None:
-    """Places setup stones (handicap, SGF AB/AW): no captures checked, turn and history unchanged."""
-    for colour, points in ((BLACK, black), (WHITE, white)):
+                  white: Iterable[Tuple[int, int]] = (),
+                  empty: Iterable[Tuple[int, int]] = ()) -> None:
+    """Places setup stones (handicap, SGF AB/AW; ``empty``: AE) over whatever is there: no
+    captures checked, turn and history unchanged, and the ko lifted."""
+    for colour, points in ((EMPTY, empty), (BLACK, black), (WHITE, white)):
       for point in points:
         row, col = int(point[0]), int(point[1])
         if not (0 <= row < self.size and 0 <= col < self.size):

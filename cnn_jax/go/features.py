@@ -153,7 +153,18 @@ def _planes(b, played, move_number, colour, ko, out):
           if glibs[g] == 1:
             captured += gsize[g]
           elif glibs[g] == 2:
-            ataris_two_lib_group = True
+            # A ladder needs reading unless the group's extension at its other liberty has three
+            # free points around it (then it escapes at once): board._ladder_at's own test, made
+            # here from the liberty lists to skip the call.
+            other_lib = lib_list[lib_start[g]]
+            if other_lib == p:
+              other_lib = lib_list[lib_start[g] + 1]
+            free = 0
+            for r2 in (other_lib - 1, other_lib + 1, other_lib - W, other_lib + W):
+              if b[r2] == EMPTY and r2 != p:
+                free += 1
+            if free < 3:
+              ataris_two_lib_group = True
         else:
           own_size += gsize[g]
           if glibs[g] == 1:
@@ -189,9 +200,14 @@ def _planes(b, played, move_number, colour, ko, out):
         out[r, c, _SELF_ATARI + min(own_size + 1, 8) - 1] = 1
       if ataris_two_lib_group and _ladder_at(b, p, colour, True, boards, scratch, cand, info):
         out[r, c, _LADDER_CAPTURE] = 1
-      if (own_atari and (touches_own_atari or captured > 0)
-          and _ladder_at(b, p, colour, False, boards, scratch, cand, info)):
-        out[r, c, _LADDER_ESCAPE] = 1
+      if own_atari and (touches_own_atari or captured > 0):
+        # Joining a group in atari with three liberties after is an escape without reading; with
+        # one (and no capture) it is none. Two, or a capture that may free a group, need reading.
+        if captured == 0 and libs_after >= 3:
+          out[r, c, _LADDER_ESCAPE] = 1
+        elif (captured > 0 or libs_after == 2) and _ladder_at(b, p, colour, False, boards, scratch,
+                                                              cand, info):
+          out[r, c, _LADDER_ESCAPE] = 1
       if not _is_eye(b, p, colour):
         out[r, c, _SENSIBLE] = 1
 
