@@ -251,3 +251,13 @@ def test_positions_raise_on_an_illegal_record_before_any_position():
     features.positions([], [], [(3, 3), (4, 4), (3, 3)])
   with pytest.raises(IllegalMove, match='suicide'):
     features.positions([(0, 1), (1, 0)], [], [(WHITE, (0, 0))])
+
+
+def test_positions_take_sgfmill_setup_and_plays():
+  from sgfmill import sgf, sgf_moves
+  game = sgf.Sgf_game.from_bytes(b'(;GM[1]FF[4]SZ[19]HA[2]AB[dd][pp];W[dp];B[pd];W[])')
+  board, plays = sgf_moves.get_setup_and_moves(game)   # plays: ('w', (3, 3)), ... row 0 at the bottom
+  black = [point for colour, point in board.list_occupied_points() if colour == 'b']
+  pairs = list(features.positions(black, [], plays))
+  assert [label for _, label in pairs] == [3 * 19 + 3, 15 * 19 + 15]
+  assert pairs[0][0][15, 3, 1] == 1 and pairs[1][0][15, 3, 0] == 1  # 'dd': white's view, then black's
