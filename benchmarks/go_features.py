@@ -13,8 +13,10 @@ machine code, or compiling it: ``--cold`` compiles into an empty cache) is timed
 from __future__ import annotations
 
 import argparse
+import atexit
 import glob
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -57,7 +59,9 @@ def main() -> None:
   parser.add_argument('--cold', action='store_true', help="compile numba's code into an empty cache")
   args = parser.parse_args()
   if args.cold:
-    os.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp(prefix='go_features_numba_')
+    cache = tempfile.mkdtemp(prefix='go_features_numba_')
+    atexit.register(shutil.rmtree, cache, True)
+    os.environ['NUMBA_CACHE_DIR'] = cache
   if hasattr(os, 'sched_setaffinity'):
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
   sys.path.insert(0, REPO)

@@ -44,8 +44,8 @@ once per position; the liberties after a move from those lists, unless it captur
 played on a copy; ladders read only where a move ataris a two-liberty opponent group whose escape
 is not plain, or saves an own group in atari that does not get three liberties at once).
 ``benchmarks/go_features.py`` measures it: on 2026-12-04, one core of a 2-core machine shared
-with other jobs (load 4.7), 3,566 positions/s (1.78x the 2,000/s target) over random games, which
-are the hard case, and 10,114/s over 28 GNU Go games.
+with other jobs (load 4.6; the process had its core 99% of the time), 3,677 positions/s (1.84x the
+2,000/s target) over random games, which are the hard case, and 10,025/s over 28 GNU Go games.
 
 """
 from __future__ import annotations
