@@ -65,6 +65,8 @@ def main() -> None:
   if hasattr(os, 'sched_setaffinity'):
     os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
   sys.path.insert(0, REPO)
+  from cnn_jax import runtime
+  runtime.start()  # every program starts so (README, Layout); this one does not use JAX
   import numpy as np
   from cnn_jax.go import features
 
