@@ -50,6 +50,7 @@ ENTRY_POINTS = [
     ('experiments/sweep.py', 'def main('),
     ('experiments/report.py', 'def main('),
     ('benchmarks/conv_kernels.py', 'def jax_worker('),
+    ('benchmarks/go_features.py', 'def main('),
     ('benchmarks/grouped_conv.py', 'def main('),
     ('benchmarks/input_pipeline.py', 'def main('),
     ('benchmarks/profile_step.py', 'def main('),

@@ -31,15 +31,17 @@ with ``features.py``.
 
 Ladders (``ladder_capture``, ``ladder_escape``): the reader follows the usual ladder search. The
 defender, with one liberty, tries to extend at it and to capture any attacking group in atari next
-to its group; the attacker, when the defender has two liberties, tries both. The defender escapes
-as soon as it has three or more liberties; it is captured when every defence leaves it in atari.
-Ko is ignored inside the reading. The reading stops after ``LADDER_MAX_DEPTH`` plies or
-``LADDER_MAX_NODES`` positions, and then counts the ladder as not working (the defender escapes):
-a ladder across the whole board takes about 70 plies.
+to its group; the attacker, when the defender has two liberties, tries an atari on each (first the
+one that leaves the defender's extension point fewer free neighbours). The defender escapes as soon
+as it has three or more liberties; it is captured when every defence leaves it in atari. Simple ko
+is respected inside the reading (a ko just taken cannot be retaken at once; without it ko shapes
+were read back and forth to the limit), superko is not. The reading stops after
+``LADDER_MAX_DEPTH`` plies or ``LADDER_MAX_NODES`` positions and then counts the defender as
+escaped (the ladder does not work). A ladder from one corner to the other reads 65 positions.
 """
 from __future__ import annotations
 
-from typing import Iterable, Optional, Sequence, Tuple
+from typing import Iterable, Optional, Tuple
 
 import numba
 import numpy as np
@@ -48,8 +50,8 @@ SIZE = 19
 EMPTY, BLACK, WHITE, BORDER = 0, 1, 2, 3
 COLOUR_NAMES = {BLACK: 'black', WHITE: 'white'}
 
-LADDER_MAX_DEPTH = 100   # plies of reading; a ladder crossing the board diagonally takes about 70
-LADDER_MAX_NODES = 2000  # positions read per ladder question; bounds pathological positions
+LADDER_MAX_DEPTH = 100   # plies of reading; a corner-to-corner ladder is about 65
+LADDER_MAX_NODES = 100   # positions read per question; bounds fights that are not ladders
 
 Move = Optional[Tuple[int, int]]  # (row, col), or None for a pass
 
@@ -71,11 +73,12 @@ class IllegalMove(ValueError):
 
 
 @numba.njit(cache=True)
-def _flood(b, start, mark, stones, libs):
+def _flood(b, start, mark, stones, libs, limit=1 << 30):
   """Fills ``stones`` (and ``libs`` if it is long enough) with the group at ``start``.
 
   Returns (number of stones, number of liberties). ``libs`` may have length 0 when only the count
-  matters.
+  matters. The fill stops once it has found ``limit`` liberties (then both counts are partial):
+  most questions are "none, one, two or more?", and big groups answer them after a few stones.
   """
   W = int(np.sqrt(b.shape[0]))
   stamp = mark[-1] + 1
@@ -103,6 +106,8 @@ def _flood(b, start, mark, stones, libs):
         if keep_libs:
           libs[nlibs] = q
         nlibs += 1
+        if nlibs >= limit:
+          return n, nlibs
   return n, nlibs
 
 
@@ -115,19 +120,21 @@ def _play_core(b, played, pos, colour, ply, mark, stones):
   """
   W = int(np.sqrt(b.shape[0]))
   other = 3 - colour
-  none = np.empty(0, np.int32)
+  none = stones[:0]
   b[pos] = colour
   captured = 0
   last_captured = -1
+  first_stamp = mark[-1] + 1
   for q in (pos - 1, pos + 1, pos - W, pos + W):
-    if b[q] == other:
-      n, nl = _flood(b, q, mark, stones, none)
+    # A neighbour stamped by this call's earlier fill belongs to a group already found alive.
+    if b[q] == other and mark[q] < first_stamp:
+      n, nl = _flood(b, q, mark, stones, none, 1)
       if nl == 0:
         for k in range(n):
           b[stones[k]] = EMPTY
         captured += n
         last_captured = q
-  n, nl = _flood(b, pos, mark, stones, none)
+  n, nl = _flood(b, pos, mark, stones, none, 2)
   if nl == 0:
     b[pos] = EMPTY
     return -1, -1
@@ -178,7 +185,7 @@ def _legal_mask(b, colour, ko, exclude_eyes, out):
           if v == EMPTY:
             ok = True
           elif v == colour or v == other:
-            n, nl = _flood(b, q, mark, stones, none)
+            n, nl = _flood(b, q, mark, stones, none, 2)
             # An own neighbour with a second liberty, or an opponent neighbour in atari (captured).
             if (v == colour and nl >= 2) or (v == other and nl == 1):
               ok = True
@@ -190,21 +197,33 @@ def _legal_mask(b, colour, ko, exclude_eyes, out):
 
 
 @numba.njit(cache=True)
-def _ladder_frame(b, stone, attacker_to_move, cands, mark, stones, libs):
+def _ladder_frame(b, stone, attacker_to_move, cands, mark, seen, stones, libs, group):
   """Sets up one node of the ladder search: (result, number of candidate moves in ``cands``).
 
-  result: 1 captured, 0 escaped, -1 open (the candidates must be tried).
+  result: 1 captured, 0 escaped, -1 open (the candidates must be tried). ``seen`` is a stamp array
+  like ``mark``; ``stones``, ``libs`` and ``group`` are scratch.
   """
   W = int(np.sqrt(b.shape[0]))
-  n, nl = _flood(b, stone, mark, stones, libs)
+  n, nl = _flood(b, stone, mark, group, libs, 3 if attacker_to_move else 1 << 30)
   if attacker_to_move:
     # The defender has two liberties: the attacker tries an atari on each.
     if nl <= 1:
       return 1, 0
     if nl >= 3:
       return 0, 0
-    cands[0] = libs[0]
-    cands[1] = libs[1]
+    # First the atari that leaves the defender's extension point the fewest free neighbours:
+    # the usual ladder move, so a working ladder is found without reading the other.
+    free0 = 0
+    free1 = 0
+    for q in (libs[1] - 1, libs[1] + 1, libs[1] - W, libs[1] + W):
+      if b[q] == EMPTY:
+        free0 += 1  # extension at libs[1], after an atari at libs[0]
+    for q in (libs[0] - 1, libs[0] + 1, libs[0] - W, libs[0] + W):
+      if b[q] == EMPTY:
+        free1 += 1
+    first = 0 if free0 <= free1 else 1
+    cands[0] = libs[first]
+    cands[1] = libs[1 - first]
     return -1, 2
   # The defender is in atari: it extends at its liberty or captures an attacking group in atari
   # next to it.
@@ -215,52 +234,66 @@ def _ladder_frame(b, stone, attacker_to_move, cands, mark, stones, libs):
   attacker = 3 - int(b[stone])
   nc = 1
   cands[0] = libs[0]
-  group = stones[:n].copy()
-  other_libs = np.empty(W * W, np.int32)
+  stamp = seen[-1] + 1
+  seen[-1] = stamp
   for i in range(n):
     p = group[i]
     for q in (p - 1, p + 1, p - W, p + W):
-      if b[q] == attacker and nc < cands.shape[0]:
-        n2, nl2 = _flood(b, q, mark, stones, other_libs)
+      if b[q] == attacker and seen[q] != stamp and nc < cands.shape[0]:
+        n2, nl2 = _flood(b, q, mark, stones, libs, 2)
+        for k in range(n2):
+          seen[stones[k]] = stamp  # each attacking group once
         if nl2 == 1:
           dup = False
           for k in range(nc):
-            if cands[k] == other_libs[0]:
+            if cands[k] == libs[0]:
               dup = True
           if not dup:
-            cands[nc] = other_libs[0]
+            cands[nc] = libs[0]
             nc += 1
   return -1, nc
 
 
 @numba.njit(cache=True)
-def _ladder(b, stone, attacker_to_move):
+def _workspace(N):
+  """Scratch arrays for the ladder reader, made once per position (allocating them per question
+  cost more than most questions): the stack of boards (one more row for ``_ladder_at``'s trial
+  move), int32 rows (mark, seen: stamp arrays; stones, libs, group, played: scratch), the
+  candidate moves and the (number of candidates, next candidate, attacker to move, ko point) of
+  each frame.
+  """
+  D = LADDER_MAX_DEPTH
+  return (np.empty((D + 2, N), np.int8), np.zeros((6, N + 1), np.int32),
+          np.empty((D + 1, 8), np.int32), np.empty((D + 1, 4), np.int64))
+
+
+@numba.njit(cache=True)
+def _ladder(b, stone, attacker_to_move, ko, boards, scratch, cand, info):
   """Whether the group at ``stone`` is captured in a ladder (module docstring).
 
   ``attacker_to_move``: the group has two liberties and the attacker plays next; otherwise it has
-  one and the defender plays next. An AND-OR search, depth first, with an explicit stack of
+  one and the defender plays next; ``ko`` is the point the side to move may not take (simple ko,
+  or -1). An AND-OR search, depth first, with an explicit stack of
   positions (numba cannot cache recursive functions): a node where the attacker moves is captured
   if one of its moves leads to a captured node, a node where the defender moves if all of its moves
   do. Past ``LADDER_MAX_DEPTH`` plies or ``LADDER_MAX_NODES`` nodes a node counts as escaped.
+  The other arguments are ``_workspace()``.
   """
-  W = int(np.sqrt(b.shape[0]))
-  N = W * W
   D = LADDER_MAX_DEPTH
   defender = int(b[stone])
   attacker = 3 - defender
-  mark = np.zeros(N + 1, np.int32)
-  stones = np.empty(N, np.int32)
-  libs = np.empty(N, np.int32)
-  played = np.zeros(N, np.int32)
-  none = np.empty(0, np.int32)
-  boards = np.empty((D + 1, N), np.int8)
-  att = np.empty(D + 1, np.bool_)
-  cand = np.empty((D + 1, 8), np.int32)
-  ncand = np.empty(D + 1, np.int64)
-  nxt = np.empty(D + 1, np.int64)
+  mark, seen, stones, libs, group, played = (scratch[0], scratch[1], scratch[2], scratch[3],
+                                             scratch[4], scratch[5])
+  none = libs[:0]
+  ncand = info[:, 0]
+  nxt = info[:, 1]
+  att = info[:, 2]
+  kos = info[:, 3]
   boards[0, :] = b
   att[0] = attacker_to_move
-  res, n = _ladder_frame(boards[0], stone, attacker_to_move, cand[0], mark, stones, libs)
+  kos[0] = ko
+  res, n = _ladder_frame(boards[0], stone, attacker_to_move, cand[0], mark, seen, stones, libs,
+                         group)
   if res >= 0:
     return res == 1
   ncand[0] = n
@@ -271,14 +304,14 @@ def _ladder(b, stone, attacker_to_move):
   while True:
     if child >= 0:
       # An attacker node is settled by one capturing move, a defender node by one escaping move.
-      if (att[d] and child == 1) or (not att[d] and child == 0):
+      if (att[d] == 1 and child == 1) or (att[d] == 0 and child == 0):
         if d == 0:
           return child == 1
         d -= 1
         continue
       child = -1
     if nxt[d] >= ncand[d]:
-      value = 0 if att[d] else 1  # every move tried: the attacker failed, or the defender did
+      value = 0 if att[d] == 1 else 1  # every move tried: the attacker failed, or the defender did
       if d == 0:
         return value == 1
       d -= 1
@@ -286,13 +319,18 @@ def _ladder(b, stone, attacker_to_move):
       continue
     move = cand[d, nxt[d]]
     nxt[d] += 1
+    if move == kos[d]:
+      child = 0 if att[d] == 1 else 1  # an illegal move helps neither side
+      continue
     c = boards[d + 1]
     c[:] = boards[d]
-    if _play_core(c, played, int(move), attacker if att[d] else defender, 0, mark, stones)[0] < 0:
-      child = 0 if att[d] else 1  # an illegal move helps neither side
+    captured, new_ko = _play_core(c, played, int(move), attacker if att[d] == 1 else defender, 0,
+                                  mark, stones)
+    if captured < 0:
+      child = 0 if att[d] == 1 else 1
       continue
-    n, nl = _flood(c, stone, mark, stones, none)
-    if att[d]:
+    n, nl = _flood(c, stone, mark, stones, none, 3)
+    if att[d] == 1:
       if nl != 1:
         child = 0
         continue
@@ -307,8 +345,9 @@ def _ladder(b, stone, attacker_to_move):
     if d + 1 >= D or budget <= 0:
       child = 0
       continue
-    att[d + 1] = not att[d]
-    res, n = _ladder_frame(c, stone, att[d + 1], cand[d + 1], mark, stones, libs)
+    att[d + 1] = 1 - att[d]
+    kos[d + 1] = new_ko  # without it a ko would be taken back and forth to the depth limit
+    res, n = _ladder_frame(c, stone, att[d + 1] == 1, cand[d + 1], mark, seen, stones, libs, group)
     if res >= 0:
       child = res
       continue
@@ -318,62 +357,71 @@ def _ladder(b, stone, attacker_to_move):
 
 
 @numba.njit(cache=True)
-def _ladder_at(b, pos, colour, capture, mark):
+def _ladder_at(b, pos, colour, capture, boards, scratch, cand, info):
   """Whether ``colour`` playing at ``pos`` (legal, not checked) is a working ladder capture
-  (``capture``) or a working ladder escape (not ``capture``); see ``ladder_capture``."""
+  (``capture``) or a working ladder escape (not ``capture``); see ``ladder_capture``. The last
+  four arguments are ``_workspace()``."""
   W = int(np.sqrt(b.shape[0]))
+  D = LADDER_MAX_DEPTH
   other = 3 - colour
-  stones = np.empty(W * W, np.int32)
-  none = np.empty(0, np.int32)
+  mark, stones, libs = scratch[0], scratch[2], scratch[3]
+  none = libs[:0]
   # The groups the move can start a ladder against (capture: opponent neighbours with two
   # liberties) or rescue from one (escape: own groups in atari next to the move, or next to an
   # opponent group in atari the move captures).
-  cands = np.empty(16, np.int32)
+  cands = np.empty(16, np.int64)
   nc = 0
   for q in (pos - 1, pos + 1, pos - W, pos + W):
     v = b[q]
     if capture and v == other:
-      n, nl = _flood(b, q, mark, stones, none)
+      n, nl = _flood(b, q, mark, stones, libs, 3)
       if nl == 2:
-        cands[nc] = q
-        nc += 1
+        # The defender's extension at its other liberty: three free points around it there
+        # and it escapes at once, no reading needed (the usual case).
+        other_lib = libs[0] if libs[0] != pos else libs[1]
+        free = 0
+        for r in (other_lib - 1, other_lib + 1, other_lib - W, other_lib + W):
+          if b[r] == EMPTY and r != pos:
+            free += 1
+        if free < 3:
+          cands[nc] = q
+          nc += 1
     elif not capture and v == colour:
-      n, nl = _flood(b, q, mark, stones, none)
+      n, nl = _flood(b, q, mark, stones, none, 2)
       if nl == 1:
         cands[nc] = q
         nc += 1
     elif not capture and v == other:
-      n, nl = _flood(b, q, mark, stones, none)
+      n, nl = _flood(b, q, mark, libs, none, 2)
       if nl == 1:
-        captured = stones[:n].copy()
         for i in range(n):
-          p = captured[i]
+          p = libs[i]
           for r in (p - 1, p + 1, p - W, p + W):
             if b[r] == colour and nc < 16:
-              n2, nl2 = _flood(b, r, mark, stones, none)
+              n2, nl2 = _flood(b, r, mark, stones, none, 2)
               if nl2 == 1:
                 cands[nc] = r
                 nc += 1
   if nc == 0:
     return False
-  c = b.copy()
-  if _play_core(c, np.zeros(W * W, np.int32), pos, colour, 0, mark, stones)[0] < 0:
+  c = boards[D + 1]
+  c[:] = b
+  captured, ko = _play_core(c, scratch[5], pos, colour, 0, mark, stones)
+  if captured < 0:
     return False
   for k in range(nc):
-    s = int(cands[k])
+    s = cands[k]
     if c[s] != b[s]:
       continue  # captured by the move (capture) -- not a ladder
-    n, nl = _flood(c, s, mark, stones, none)
+    n, nl = _flood(c, s, mark, stones, none, 3)
     if capture:
-      if nl == 1:
-        if _ladder(c, s, False):
-          return True
+      if nl == 1 and _ladder(c, s, False, ko, boards, scratch, cand, info):
+        return True
     else:
       if nl >= 3:
         return True
-      if nl == 2:
-        if not _ladder(c, s, True):
-          return True
+      if nl == 2 and not _ladder(c, s, True, ko, boards, scratch, cand, info):
+        return True
   return False
 
 
@@ -506,9 +554,11 @@ class Board:
     return np.stack([idx // self.size, idx % self.size], axis=1)
 
   def place_setup(self, black: Iterable[Tuple[int, int]] = (),
-                  white: Iterable[Tuple[int, int]] = ()) -> None:
-    """Places setup stones (handicap, SGF AB/AW): no captures checked, turn and history unchanged."""
-    for colour, points in ((BLACK, black), (WHITE, white)):
+                  white: Iterable[Tuple[int, int]] = (),
+                  empty: Iterable[Tuple[int, int]] = ()) -> None:
+    """Places setup stones (handicap, SGF AB/AW; ``empty``: AE) over whatever is there: no
+    captures checked, turn and history unchanged, and the ko lifted."""
+    for colour, points in ((EMPTY, empty), (BLACK, black), (WHITE, white)):
       for point in points:
         row, col = int(point[0]), int(point[1])
         if not (0 <= row < self.size and 0 <= col < self.size):
@@ -549,4 +599,5 @@ def ladder_escape(board: Board, move: Tuple[int, int]) -> bool:
 def _ladder_move(board: Board, move: Tuple[int, int], capture: bool) -> bool:
   if not board.is_legal(move):
     return False
-  return bool(_ladder_at(board._b, _pos(move, board.size), board.to_play, capture, board._mark))
+  return bool(_ladder_at(board._b, _pos(move, board.size), board.to_play, capture,
+                         *_workspace(board.W * board.W)))
