@@ -42,26 +42,6 @@ def split_of(game_name: str) -> str:
   return 'test' if int.from_bytes(digest[:4], 'big') % 1000 < TEST_PERMILLE else 'train'
 
 
-def game_positions(record) -> list[tuple[np.ndarray, np.ndarray, int]]:
-  """(planes, legal-move mask, label) of every board move of ``record`` (a GameRecord).
-
-  The whole game is replayed first, so a record with an illegal move raises (IllegalMove) before
-  any of its positions is used.
-  """
-  from cnn_jax.go import board as go_board   # pylint: disable=g-import-not-at-top
-  from cnn_jax.go import features   # pylint: disable=g-import-not-at-top
-  board = go_board.Board(BOARD)
-  board.place_setup(black=record.setup_black, white=record.setup_white)
-  out = []
-  for colour, point in record.moves:
-    colour = go_board.BLACK if colour == 'b' else go_board.WHITE
-    if point is not None:
-      board.set_to_play(colour)
-      out.append((features.planes(board), features.legal_mask(board), point[0] * BOARD + point[1]))
-    board.play(point, colour)
-  return out
-
-
 class GoGames(tfds.core.GeneratorBasedBuilder):
   """Go positions (48 planes, the move, the legal moves) from a directory or archive of SGF files."""
 
@@ -115,13 +95,14 @@ class GoGames(tfds.core.GeneratorBasedBuilder):
 
   def _generate_examples(self, records) -> Iterator[tuple[str, dict]]:
     from cnn_jax.go import board as go_board   # pylint: disable=g-import-not-at-top
+    from cnn_jax.go import features   # pylint: disable=g-import-not-at-top
     for record in records:
-      try:
-        positions = game_positions(record)
+      try:   # the whole record is replayed before the first position comes
+        positions = features.positions(record, with_legal_mask=True)
       except (go_board.IllegalMove, ValueError) as error:
         self.report.games -= 1
         self.report.skip(record.name, 'an illegal move', str(error))
         continue
-      for index, (planes, legal, label) in enumerate(positions):
+      for index, (planes, label, legal) in enumerate(positions):
         yield f'{record.name}#{index}', {'image': planes, 'label': label, 'label_mask': legal,
                                           'game': record.name}

@@ -254,8 +254,10 @@ def _moves(moves: Iterable[Any]) -> Iterator[Tuple[Optional[int], Optional[Point
 
 def positions(setup_black: Any = (), setup_white: Sequence[Point] = (),
               moves: Optional[Iterable[Any]] = None, size: int = SIZE,
-              first: Optional[int] = None) -> Iterator[Tuple[np.ndarray, int]]:
-  """Replays a game; yields ``(planes uint8 [19, 19, 48], label)`` before each board move.
+              first: Optional[int] = None, with_legal_mask: bool = False
+              ) -> Iterator[Tuple[np.ndarray, ...]]:
+  """Replays a game; yields ``(planes uint8 [19, 19, 48], label)`` before each board move, and
+  the position's :func:`legal_mask` third with ``with_legal_mask``.
 
   Either ``positions(setup_black, setup_white, moves)`` or ``positions(record)`` with a record that
   has those three attributes (and optionally ``first``, the colour to move first; default black, or
@@ -286,15 +288,16 @@ def positions(setup_black: Any = (), setup_white: Sequence[Point] = (),
     except IllegalMove as e:
       e.args = (f'{e.args[0]} at move {index + 1}',)
       raise
-  return _replay(start, moves)
+  return _replay(start, moves, with_legal_mask)
 
 
-def _replay(board: Board, moves: list) -> Iterator[Tuple[np.ndarray, int]]:
+def _replay(board: Board, moves: list, with_legal_mask: bool) -> Iterator[Tuple[np.ndarray, ...]]:
   for colour, point in moves:
     if colour is not None:
       board.set_to_play(colour)
     if point is not None:
-      yield planes(board), point[0] * board.size + point[1]
+      label = point[0] * board.size + point[1]
+      yield (planes(board), label) + ((legal_mask(board),) if with_legal_mask else ())
     board.play(point)
 
 
