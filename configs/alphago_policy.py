@@ -28,6 +28,7 @@ Departures: the paper's split of KGS into training and test games is not publish
 a test game when the hash of its file name says so (10%, cnn_jax.data.go_games). Positions whose
 move is a pass are not examples (the network predicts board points only).
 """
+import hashlib
 import os
 
 import ml_collections
@@ -40,11 +41,15 @@ ARGS = {
     'k': common.Arg(0, FILTERS, int, None),
 }
 # runlocal's data: the SGF games committed with the tests (digits cannot stand in for Go
-# positions), prepared in a data dir of their own (a prepared copy remembers its source).
+# positions), prepared in a data dir of their own per checkout (a prepared copy remembers its
+# source, and refuses another).
+_RUNLOCAL_GAMES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               'tests', 'data', 'go_games')
 RUNLOCAL_DATA = {
-    'data.source_dir': os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                    'tests', 'data', 'go_games'),
-    'data.data_dir': os.path.join(os.path.expanduser('~'), '.cache', 'cnn_jax', 'runlocal_go'),
+    'data.source_dir': _RUNLOCAL_GAMES,
+    'data.data_dir': os.path.join(
+        os.path.expanduser('~'), '.cache', 'cnn_jax', 'runlocal_go',
+        hashlib.sha1(_RUNLOCAL_GAMES.encode()).hexdigest()[:12]),
 }
 STEPS_BETWEEN_HALVINGS = 80_000_000
 KGS_FILTERS = 192   # the paper's match network
