@@ -82,6 +82,7 @@ GNUGO = {
     'num_epochs': 4,
     'schedule.name': 'cosine',
     'schedule.unit': 'steps',
+    'eval_every_epochs': 1,
 }
 
 
