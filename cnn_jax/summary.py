@@ -295,13 +295,17 @@ def _figure_text(figure: models.Published) -> str:
   return f'{figure.source}{built_with}: {", ".join(figures)}'
 
 
+def _published_text(info: models.ModelInfo) -> str:
+  return '; '.join(map(_figure_text, info.published)) or 'none'
+
+
 def registry_table() -> str:
   """Every registered model with its registry facts, as a Markdown table (``--list``)."""
   lines = ['| model | file | input | classes | paper | published figures |',
            '| --- | --- | --- | --- | --- | --- |']
   for name in models.names():
     info = models.info(name)
-    published = '; '.join(map(_figure_text, info.published)) or 'none'
+    published = _published_text(info)
     lines.append(f'| `{name}` | `{info.family}.py` | {_shape_text(list(info.input_shape))} | '
                  f'{info.num_classes} | {info.paper} | {published} |')
   return '\n'.join(lines)
@@ -312,7 +316,7 @@ def reference_row(summary: dict[str, Any]) -> str:
   figures its registry entry says were published."""
   info = models.info(summary['model'])
   totals = summary['totals']
-  published = '; '.join(map(_figure_text, info.published)) or 'none'
+  published = _published_text(info)
   return (f'| `{info.name}` | {_shape_text(summary["input_shape"])} | {totals["params"]:,} | '
           f'{totals["macs"] / 1e9:.4g} | {_scaled(totals["activations"])} | {published} |')
 

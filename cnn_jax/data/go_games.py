@@ -101,8 +101,7 @@ class GoGames(tfds.core.GeneratorBasedBuilder):
       try:   # the whole record is replayed before the first position comes
         positions = features.positions(record, with_legal_mask=True)
       except (go_board.IllegalMove, ValueError) as error:
-        self.report.games -= 1
-        self.report.skip(record.name, 'an illegal move', str(error))
+        self.report.skip(record.name, 'an illegal move', str(error), was_read=True)
         continue
       for index, (planes, label, legal) in enumerate(positions):
         yield f'{record.name}#{index}', {'image': planes, 'label': label, 'label_mask': legal,

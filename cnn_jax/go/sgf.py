@@ -40,7 +40,10 @@ class ReadReport:
   skipped: collections.Counter = dataclasses.field(default_factory=collections.Counter)
   examples: dict[str, str] = dataclasses.field(default_factory=dict)   # reason -> a file
 
-  def skip(self, name: str, reason: str, detail: str) -> None:
+  def skip(self, name: str, reason: str, detail: str, was_read: bool = False) -> None:
+    """Counts a skipped file; ``was_read`` for a game read here and found unusable later (an
+    illegal move), which no longer counts as read."""
+    self.games -= was_read
     self.skipped[reason] += 1
     self.examples.setdefault(reason, f'{name}: {detail}')
 
