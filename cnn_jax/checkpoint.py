@@ -21,6 +21,7 @@ import sys
 from typing import Any, Iterator, Optional
 
 import jax
+import numpy as np
 import ml_collections
 import orbax.checkpoint as ocp
 import tensorflow as tf
@@ -196,3 +197,28 @@ def _save_failed(manager: ocp.CheckpointManager, error: BaseException) -> RunErr
   kept = f'checkpoint {max(steps)} is intact' if steps else 'no earlier checkpoint exists'
   return RunError(f'saving a checkpoint in {manager.directory} failed: {cause(error)}; {kept}. '
                   'Make room (or fix the path) and run the same command to resume')
+
+
+def load_variables(workdir: str) -> tuple[int, dict[str, Any]]:
+  """``(step, {'params': ..., 'batch_stats': ...})`` of ``workdir``'s newest checkpoint, as host
+  arrays, read without knowing the model, optimiser or data set that wrote it: what evaluation,
+  visualisation and ``config.init_from`` need. RunError if there is no checkpoint to read."""
+  path = directory(workdir)
+  missing = RunError(f'no checkpoint in {path}: train the run first (or pass another directory)')
+  if not tf.io.gfile.isdir(path):  # the manager would create it
+    raise missing
+  try:
+    with _quiet():
+      manager = ocp.CheckpointManager(path, item_handlers=ocp.StandardCheckpointHandler())
+      step = manager.latest_step()
+      if step is None:
+        raise missing
+      saved = manager.restore(step)
+      manager.close()
+  except RunError:
+    raise
+  except Exception as e:  # noqa: BLE001 (orbax and TensorStore raise many kinds for bad files)
+    raise RunError(f'cannot read the checkpoint in {path}: {cause(e)}') from None
+  state = saved.get('state', saved)  # checkpoints from before log sums were saved: the state alone
+  variables = {'params': state['params'], 'batch_stats': state.get('batch_stats') or {}}
+  return step, jax.tree.map(np.asarray, variables)

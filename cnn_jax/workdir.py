@@ -201,13 +201,72 @@ def _as_json(config: ml_collections.ConfigDict) -> str:
   return config.to_json_best_effort(indent=2, sort_keys=True)
 
 
+# Fields renamed since a run may have saved its config: old dotted path -> new one. A run saved
+# before a rename resumes (and is evaluated) as if it had been saved after it.
+RENAMED_FIELDS = {'model.width': 'model.base_width'}  # CifarResNet folded into ResNet
+
+
+def migrated(saved: Mapping[str, Any]) -> dict[str, Any]:
+  """A saved config (nested dicts) with the renames of RENAMED_FIELDS applied."""
+  out = json.loads(json.dumps(saved))
+  for old, new in RENAMED_FIELDS.items():
+    *old_parents, old_key = old.split('.')
+    *new_parents, new_key = new.split('.')
+    node = out
+    for part in old_parents:
+      node = node.get(part) if isinstance(node, dict) else None
+    if not isinstance(node, dict) or old_key not in node:
+      continue
+    value = node.pop(old_key)
+    target = out
+    for part in new_parents:
+      target = target.setdefault(part, {})
+    target.setdefault(new_key, value)
+  return out
+
+
+def flat_config(config: ml_collections.ConfigDict) -> dict[str, Any]:
+  """``{'data.name': 'digits', ...}``: every field by its dotted path, values as config.json has them."""
+  return _flat(json.loads(_as_json(config)))
+
+
 def _defaults() -> dict[str, Any]:
   """configs/default.py's values, flat; empty where the configs are not importable."""
   try:
     from configs import default   # pylint: disable=g-import-not-at-top
   except ImportError:
     return {}
-  return _flat(json.loads(_as_json(default.get_config())))
+  return flat_config(default.get_config())
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """``workdir/config.json`` as a ConfigDict whose fields ``--config.X=...`` can override: a field
+  saved as null keeps the type configs/default.py gives it (``data.data_dir`` is a str), and lists
+  are tuples again. ConfigError if the workdir has no config (it is not a cnn_jax run)."""
+  path = os.path.join(workdir, run_files.CONFIG)
+  if not tf.io.gfile.exists(path):
+    raise ConfigError(f'{workdir} has no {run_files.CONFIG}: pass the --workdir of a cnn_jax run '
+                      '(or a directory written by python -m cnn_jax.convert).')
+  with tf.io.gfile.GFile(path) as f:
+    saved = migrated(json.loads(f.read()))
+  try:
+    from configs import default   # pylint: disable=g-import-not-at-top
+    typed = default.get_config()
+  except ImportError:
+    typed = ml_collections.ConfigDict()
+
+  def build(values: Mapping[str, Any], types: Any) -> ml_collections.ConfigDict:
+    node = ml_collections.ConfigDict()
+    for key, value in values.items():
+      typed_here = types if isinstance(types, ml_collections.ConfigDict) and key in types else None
+      if isinstance(value, Mapping):
+        node[key] = build(value, typed_here[key] if typed_here is not None else None)
+      elif value is None and typed_here is not None and typed_here.get_type(key) is not type(None):
+        node[key] = ml_collections.config_dict.placeholder(typed_here.get_type(key))
+      else:
+        node[key] = tuple(value) if isinstance(value, list) else value
+    return node
+  return build(saved, typed)
 
 
 def config_differences(saved: Mapping[str, Any], config: ml_collections.ConfigDict) -> list[str]:
@@ -216,7 +275,7 @@ def config_differences(saved: Mapping[str, Any], config: ml_collections.ConfigDi
   A field the saved config lacks is no change when it has its configs/default.py value: fields
   added to cnn_jax after the run started default to what the code did before them.
   """
-  old, new = _flat(saved), _flat(json.loads(_as_json(config)))
+  old, new = _flat(migrated(saved)), flat_config(config)
   missing = object()
   defaults = _defaults()
   added_at_default = {key for key in set(new) - set(old)
