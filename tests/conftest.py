@@ -100,11 +100,13 @@ def xla_flags(devices: int, as_users_run: bool = False) -> str:
 
 
 def run_main(args: list[str], *, devices: int = 1, data_dir: str | None = None,
-             timeout: float = 300, as_users_run: bool = False) -> subprocess.CompletedProcess:
-  """Runs ``python -m cnn_jax.main`` in a fresh process with ``devices`` host devices."""
+             timeout: float = 300, as_users_run: bool = False,
+             module: str = 'cnn_jax.main') -> subprocess.CompletedProcess:
+  """Runs ``python -m cnn_jax.main`` (or another entry point) in a fresh process with ``devices``
+  host devices."""
   env = dict(os.environ)
   env['XLA_FLAGS'] = xla_flags(devices, as_users_run)
   if data_dir:
     env['TFDS_DATA_DIR'] = data_dir
-  return subprocess.run([sys.executable, '-m', 'cnn_jax.main', *args], cwd=REPO, env=env,
+  return subprocess.run([sys.executable, '-m', module, *args], cwd=REPO, env=env,
                         capture_output=True, text=True, timeout=timeout)

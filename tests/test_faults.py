@@ -356,6 +356,23 @@ def test_a_field_added_since_the_run_is_no_change_at_its_default():
   assert workdir.config_differences(saved, config) == ["eval_symmetries '(absent)' -> 8"]
 
 
+def test_a_run_saved_before_a_field_was_renamed_resumes_and_loads_under_the_new_name(tmp_path):
+  from configs import default
+  config = default.get_config()
+  config.model.base_width = 16
+  saved = json.loads(config.to_json_best_effort())
+  saved['model']['width'] = saved['model'].pop('base_width')  # CifarResNet's name for it
+  assert workdir.config_differences(saved, config) == []
+  (tmp_path / 'config.json').write_text(json.dumps(saved))
+  loaded = workdir.load_config(str(tmp_path))
+  assert loaded.model.base_width == 16 and 'width' not in loaded.model
+  # a field saved as null keeps its type, so that a --config.X=... override can set it
+  assert loaded.data.data_dir is None
+  loaded.data.data_dir = '/data'
+  with pytest.raises(TypeError):
+    loaded.data.data_dir = 3
+
+
 @pytest.mark.parametrize('overrides, message', [
     (dict(optimizer__learning_rate=-0.1), r'config.optimizer.learning_rate=-0.1 must be > 0'),
     (dict(num_epochs=0), r'config.num_epochs=0 trains nothing'),

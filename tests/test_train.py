@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cnn_jax import ConfigError, executables, train
+from cnn_jax import ConfigError, evaluate, executables, train
+from cnn_jax import workdir as workdir_lib
 from cnn_jax.data import LABEL_MASK, pipeline
 from tests.conftest import run_main, small_config
 
@@ -53,6 +54,26 @@ def test_default_config_trains_digits_to_97_percent(data_dir, tmp_path):
   # Running the same command again resumes at the end instead of training again.
   again = run_main([f'--workdir={workdir}'], data_dir=data_dir, as_users_run=True)
   assert 'resumed from step' in again.stdout and again.stdout.strip().splitlines()[-1] == last
+  # cnn_jax.evaluate reads the workdir's config and newest checkpoint and scores exactly what
+  # training scored, writing nothing into the workdir.
+  before = sorted(os.listdir(workdir))
+  scored = run_main([f'--workdir={workdir}', f'--output={tmp_path / "metrics.json"}'],
+                    data_dir=data_dir, as_users_run=True, module='cnn_jax.evaluate')
+  assert scored.returncode == 0, scored.stderr[-3000:]
+  with open(tmp_path / 'metrics.json') as f:
+    metrics = json.load(f)
+  assert metrics['step'] == evals[-1]['step']
+  assert metrics['eval']['accuracy'] == pytest.approx(evals[-1]['accuracy'], abs=1e-6)
+  assert f'top-1 {evals[-1]["accuracy"]:.4f}' in scored.stdout
+  assert sorted(os.listdir(workdir)) == before
+  # Overrides say how to evaluate (here: the split); the recipe of the trained run cannot change.
+  config = workdir_lib.load_config(workdir)
+  config.data.data_dir, config.data.eval_split = data_dir, 'test[:50]'
+  evaluate.check_overrides(workdir_lib.load_config(workdir), config)
+  assert evaluate.evaluate(config, workdir)['eval']['num_examples'] == 50
+  config.model.name = 'resnet20_cifar'
+  with pytest.raises(ConfigError, match=r'cannot change config\.model\.name.*init_from'):
+    evaluate.check_overrides(workdir_lib.load_config(workdir), config)
 
 
 def test_eight_devices_give_the_same_loss_curve_as_one(data_dir, tmp_path):
