@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 import cnn_jax
 from cnn_jax import ConfigError, checkpoint, parallel, runtime
@@ -96,35 +95,16 @@ def result_lines(results: dict[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Command line: the config flag's default is the workdir's own config, so that --config.X=...
-# overrides its fields with ml_collections' usual types and checks.
+# Command line: the config flag's default is the workdir's own config (workdir.define_config_flag).
+# The flags are defined when the module runs as the program, so that other tools can import it.
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string('workdir', None, 'The run (or converted model) to evaluate.', required=True)
-flags.DEFINE_string('output', None, 'Also write the metrics to this JSON file.')
 
 
-def _workdir_from_argv(argv: list[str]) -> Optional[str]:
-  for i, arg in enumerate(argv):
-    if arg.startswith('--workdir='):
-      return arg.split('=', 1)[1]
-    if arg == '--workdir' and i + 1 < len(argv):
-      return argv[i + 1]
-  return None
-
-
-def _saved_config(argv: list[str]) -> ml_collections.ConfigDict:
-  workdir = _workdir_from_argv(argv)
-  if workdir is None:
-    return ml_collections.ConfigDict()
-  try:
-    return workdir_lib.load_config(workdir)
-  except ConfigError as e:
-    sys.exit(f'error: {e}')
-
-
-config_flags.DEFINE_config_dict('config', _saved_config(sys.argv),
-                                'The workdir\'s config; --config.X=... overrides a field.')
+def define_flags() -> None:
+  flags.DEFINE_string('workdir', None, 'The run (or converted model) to evaluate.', required=True)
+  flags.DEFINE_string('output', None, 'Also write the metrics to this JSON file.')
+  workdir_lib.define_config_flag(sys.argv)
 
 
 def main(argv: list[str]) -> None:
@@ -148,4 +128,5 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == '__main__':
+  define_flags()
   app.run(main)

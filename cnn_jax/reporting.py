@@ -65,7 +65,7 @@ class Reporter:
       if dropped:
         dropped_path = os.path.join(workdir, run_files.DROPPED_METRICS)
         _write_records(dropped_path, read_records(dropped_path) + dropped)
-      tensorboard = os.path.join(workdir, 'tensorboard')
+      tensorboard = os.path.join(workdir, run_files.TENSORBOARD)
       stale = tf.io.gfile.glob(os.path.join(tensorboard, 'events.out.tfevents.*'))
       _write_records(path, self.kept)  # then this run adds its own
       self._writer = tf.summary.create_file_writer(tensorboard)

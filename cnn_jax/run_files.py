@@ -9,6 +9,7 @@ CONFIG = 'config.json'        # the resolved config
 METRICS = 'metrics.jsonl'     # one record per log or eval event
 RESULT = 'result.json'        # the final metrics; written last, so it marks a finished run
 CHECKPOINTS = 'checkpoints'   # orbax's step directories
+TENSORBOARD = 'tensorboard'   # TensorBoard events of the run (tools write theirs in subdirectories)
 UNREADABLE_CHECKPOINTS = 'checkpoints_unreadable'  # checkpoints that failed to restore, kept
 LOCK = 'lock.json'            # held by the run training in the workdir (cnn_jax/workdir.py)
 DROPPED_METRICS = 'metrics_dropped.jsonl'  # records after a restored step, kept for a post-mortem

@@ -10,6 +10,8 @@
 - :func:`check_resumed_config`: a resumed run whose recipe differs from ``config.json`` stops with
   the list of differences, unless they are accepted; :func:`save_config` then keeps the replaced
   file beside the new one.
+- :func:`load_config`, :func:`define_config_flag`: a run's config for the tools that read a run
+  (``cnn_jax.evaluate``, ``cnn_jax.visualize``), with ``--config.X=...`` overrides.
 """
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ import sys
 import threading
 import time
 import uuid
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import ml_collections
 import tensorflow as tf
+from ml_collections import config_flags
 
 from cnn_jax import ConfigError, RunError, run_files
 
@@ -311,3 +314,28 @@ def save_config(config: ml_collections.ConfigDict, workdir: str, resumed_step: O
     tf.io.gfile.copy(path, os.path.join(workdir, f'config.step{resumed_step}.json'), overwrite=True)
   with tf.io.gfile.GFile(path, 'w') as f:
     f.write(_as_json(config))
+
+
+def workdir_from_argv(argv: Sequence[str]) -> Optional[str]:
+  """The value of ``--workdir`` in a command line (absl has not parsed it yet), or None."""
+  for i, arg in enumerate(argv):
+    if arg.startswith('--workdir='):
+      return arg.split('=', 1)[1]
+    if arg == '--workdir' and i + 1 < len(argv):
+      return argv[i + 1]
+  return None
+
+
+def define_config_flag(argv: Sequence[str]) -> None:
+  """Defines ``--config`` with the ``config.json`` of the ``--workdir`` in ``argv`` as its default,
+  so that ``--config.X=...`` overrides the run's fields with ml_collections' usual types and checks:
+  the flag of the tools that read a run. A workdir without a config exits with one line."""
+  workdir = workdir_from_argv(argv)
+  saved = ml_collections.ConfigDict()
+  if workdir is not None:
+    try:
+      saved = load_config(workdir)
+    except ConfigError as e:
+      sys.exit(f'error: {e}')
+  config_flags.DEFINE_config_dict('config', saved,
+                                  'The workdir\'s config; --config.X=... overrides a field.')

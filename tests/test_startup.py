@@ -47,6 +47,8 @@ def test_start_is_idempotent_and_refuses_to_come_after_the_backend(monkeypatch):
 ENTRY_POINTS = [
     ('cnn_jax/main.py', 'def main('),
     ('cnn_jax/summary.py', 'def main('),
+    ('cnn_jax/evaluate.py', 'def main('),
+    ('cnn_jax/visualize.py', 'def main('),
     ('experiments/sweep.py', 'def main('),
     ('experiments/report.py', 'def main('),
     ('benchmarks/conv_kernels.py', 'def jax_worker('),

@@ -27,6 +27,7 @@ import difflib
 import functools
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from cnn_jax import ConfigError
@@ -408,6 +409,7 @@ def normalize(mean: float | Sequence[float] | str = 0.5,
       if channels is not None and values.shape[0] not in (1, channels):
         raise ConfigError(f'normalize: {values.shape[0]} mean/std values for {channels}-channel images.')
     return (tf.cast(image, tf.float32) / 255.0 - mean_t) / std_t
+  op.mean_std = (_preset(mean, 0, 'mean'), _preset(std, 1, 'std'))  # read by input_to_pixels
   return op
 
 
@@ -459,6 +461,17 @@ def parse(spec: str) -> list[Op]:
     names.append(name)
   _check_order(spec, names)
   return ops
+
+
+def input_to_pixels(spec: str) -> tuple[np.ndarray, np.ndarray]:
+  """``(scale, offset)``, per channel, such that ``model_input * scale + offset`` is the image as
+  pixels in [0, 1]: the inverse of the pipe's ``normalize`` (``/ 255`` without one), for showing
+  what the model saw. The ops after normalize are geometric (``parse`` checks), so they keep it."""
+  found = [op.mean_std for op in parse(spec) if hasattr(op, 'mean_std')]
+  if not found:
+    return np.full((1,), 1 / 255.0, np.float32), np.zeros((1,), np.float32)
+  mean, std = (np.atleast_1d(np.asarray(v, np.float32)) for v in found[-1])
+  return std, mean
 
 
 def apply_example(ops: Sequence[Op | ExampleOp], example: Example, seed: tf.Tensor) -> Example:
