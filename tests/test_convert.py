@@ -9,16 +9,18 @@ torchvision models are built on PyTorch's meta device and ours traced with ``jax
 from __future__ import annotations
 
 import functools
-import json
 import os
 import re
 import subprocess
 import sys
 
 import jax
+import matplotlib.cbook
 import numpy as np
 import pytest
 import safetensors.numpy
+import tensorflow as tf
+from PIL import Image
 
 # torchvision imports torch._dynamo, which loads triton, whose own LLVM crashes a process that has
 # loaded TensorFlow's (the test modules collected before this one import TensorFlow). Nothing here
@@ -157,8 +159,9 @@ def test_the_weights_table_is_torchvisions_own():
       assert transform.antialias is True
       assert (tuple(transform.mean), tuple(transform.std)) == IMAGENET_MEAN_STD
       table[w.url.rsplit('/', 1)[1].removesuffix('.pth')] = (
-          w.name, transform.resize_size[0], transform.crop_size[0])
-  ours = {w.file: (w.version, w.resize_size, w.crop_size) for w in convert.TORCHVISION_WEIGHTS}
+          convert.torchvision_name(name), w.name, transform.resize_size[0], transform.crop_size[0])
+  ours = {w.file: (w.model, w.version, w.resize_size, w.crop_size)
+          for w in convert.TORCHVISION_WEIGHTS}
   assert ours == table
   # normalize('imagenet'), which the configs' eval ops name, holds torchvision's numbers
   assert ops_lib.NORMALIZE_PRESETS['imagenet'] == IMAGENET_MEAN_STD
@@ -169,9 +172,6 @@ def test_eval_ops_give_the_input_torchvisions_transform_gives_a_photo(version):
   """A 600x512 JPEG through the converted config's eval ops and through torchvision's own
   transform (PIL, as its accuracies were measured): within one level of 255 everywhere. At 232 the
   long side (271.875) and the crop's margin (47) are where rounding rules differ."""
-  import matplotlib.cbook  # pylint: disable=g-import-not-at-top
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   path = matplotlib.cbook.get_sample_data('grace_hopper.jpg', asfileobj=False)
   weights = next(w for w in convert.TORCHVISION_WEIGHTS
                  if w.model == 'resnet50' and w.version == version)
