@@ -2,6 +2,7 @@
 
   python -m cnn_jax.summary --model=alexnet [--input_shape=227,227,3] [--num_classes=N] [--json]
   python -m cnn_jax.summary --list      # every registered model: input, classes, paper, figures
+  python -m cnn_jax.summary --workdir=DIR   # the model of a run's (or converted) config.json
 
 Nothing is allocated: the model is initialised and run under ``jax.eval_shape`` (VGG-19's 144M
 parameters cost nothing) while a Flax method interceptor records every module call. A row is a
@@ -321,6 +322,36 @@ def reference_row(summary: dict[str, Any]) -> str:
           f'{totals["macs"] / 1e9:.4g} | {_scaled(totals["activations"])} | {published} |')
 
 
+def workdir_model(workdir: str) -> tuple[str, Optional[tuple[int, int, int]], dict[str, Any]]:
+  """``(name, input_shape, kwargs)`` of the model a workdir's ``config.json`` trains: the model
+  section's arguments, the data set's classes unless the config fixes them, and the shape its eval
+  ops give the data set's images (None when they do not fix one; the data are not read)."""
+  from cnn_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  from cnn_jax.data import DATASETS  # pylint: disable=g-import-not-at-top
+  config = workdir_lib.load_config(workdir)
+  kwargs = dict(config.model)
+  name = kwargs.pop('name')
+  if isinstance(kwargs.get('dtype'), str):
+    kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
+  spec = DATASETS.get(config.data.name)
+  if spec is None:
+    return name, None, kwargs
+  kwargs.setdefault('num_classes', spec.num_classes)
+  return name, _eval_input_shape(spec, config.data.eval_ops), kwargs
+
+
+def _eval_input_shape(spec: Any, eval_ops: str) -> Optional[tuple[int, int, int]]:
+  """The (H, W, C) the eval ops make of the data set's declared image shape, traced."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top (only --workdir needs it)
+  from cnn_jax.data import ops as ops_lib  # pylint: disable=g-import-not-at-top
+  ops = ops_lib.parse(eval_ops)
+  image = (tf.TensorSpec([], tf.string) if ops_lib.encoded_input(ops)
+           else tf.TensorSpec(spec.image_shape, tf.uint8))
+  trace = tf.function(lambda x: ops_lib.apply(ops, x, tf.constant([0, 0], tf.int64)))
+  shape = trace.get_concrete_function(image).structured_outputs.shape
+  return tuple(shape[-3:]) if shape.rank in (3, 4) and shape.is_fully_defined() else None
+
+
 def parse_input_shape(text: str) -> tuple[int, ...]:
   """'227,227,3' or '227x227x3' -> (227, 227, 3)."""
   try:
@@ -337,14 +368,22 @@ def main(argv: Sequence[str]) -> None:
   try:
     if len(argv) > 1:
       raise ConfigError(f'unexpected arguments {" ".join(argv[1:])}; use --model=NAME.')
+    input_shape = parse_input_shape(args.input_shape) if args.input_shape else None
     if args.list:
       text = registry_table()
-    elif not args.model:
-      raise ConfigError('name a model with --model=NAME, or list them all with --list.')
+    elif args.model and args.workdir:
+      raise ConfigError('--model and --workdir both name a model: pass one of them.')
+    elif not args.model and not args.workdir:
+      raise ConfigError('name a model with --model=NAME or --workdir=DIR, or list them all with '
+                        '--list.')
     else:
-      summary = summarize(args.model,
-                          parse_input_shape(args.input_shape) if args.input_shape else None,
-                          args.num_classes, train=args.train)
+      name, num_classes, model_kwargs = args.model, args.num_classes, {}
+      if args.workdir:
+        name, run_shape, model_kwargs = workdir_model(args.workdir)
+        input_shape = input_shape or run_shape
+        run_classes = model_kwargs.pop('num_classes', None)
+        num_classes = num_classes if num_classes is not None else run_classes
+      summary = summarize(name, input_shape, num_classes, train=args.train, **model_kwargs)
       text = json.dumps(summary) if args.json else format_table(summary)
   except ConfigError as error:
     print(f'error: {error}', file=sys.stderr)
@@ -360,6 +399,8 @@ if __name__ == '__main__':
   # Flags are defined only when run as a program, so importing this module next to a trainer that
   # has its own --model flag does not clash.
   flags.DEFINE_string('model', None, 'registered model name')
+  flags.DEFINE_string('workdir', None, 'a run\'s (or converted model\'s) directory: summarise the '
+                      'model of its config.json at the shape its eval ops give')
   flags.DEFINE_bool('list', False, 'list every registered model with its input, paper and '
                     'published figures (a Markdown table)')
   flags.DEFINE_string('input_shape', None, 'H,W,C of one example (default: the model\'s own)')

@@ -121,22 +121,36 @@ def resize(size: int | Sequence[int], method: str = 'bilinear') -> Op:
   return op
 
 
-def _short_side_to(image: tf.Tensor, size: int, method: str, antialias: bool) -> tf.Tensor:
-  shape = tf.cast(tf.shape(image)[:2], tf.float32)
-  new_hw = tf.cast(tf.round(shape * (size / tf.reduce_min(shape))), tf.int32)
+_LONG_SIDES = ('round', 'floor')
+
+
+def _short_side_to(image: tf.Tensor, size: int, method: str, antialias: bool,
+                   long_side: str = 'round') -> tf.Tensor:
+  if long_side == 'floor':  # torchvision's int(size * long / short), in float64 as Python computes it
+    shape = tf.shape(image)[:2]
+    new_hw = tf.cast(tf.floor(tf.cast(size * shape, tf.float64)
+                              / tf.cast(tf.reduce_min(shape), tf.float64)), tf.int32)
+  else:
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    new_hw = tf.cast(tf.round(shape * (size / tf.reduce_min(shape))), tf.int32)
   return _resize_to(image, new_hw, method, antialias)
 
 
 @register_op
-def resize_small(size: int, method: str = 'bilinear', antialias: bool = True) -> Op:
+def resize_small(size: int, method: str = 'bilinear', antialias: bool = True,
+                 long_side: str = 'round') -> Op:
   """Resizes so the shorter side is ``size``, keeping the aspect ratio.
 
   Antialiased by default: it mostly shrinks whole photos, where PIL (the torchvision recipes)
-  antialiases too.
+  antialiases too. The longer side is rounded, or with ``long_side='floor'`` truncated as
+  torchvision's ``Resize(size)`` does (600x512 to 232: 271 rows, not 272).
   """
+  if long_side not in _LONG_SIDES:
+    raise ConfigError(f'resize_small: long_side must be one of {", ".join(_LONG_SIDES)}, got '
+                      f'{long_side!r}.')
   def op(image, seed):
     del seed
-    return _short_side_to(image, size, method, antialias)
+    return _short_side_to(image, size, method, antialias, long_side)
   return op
 
 
@@ -198,14 +212,25 @@ def to_rgb() -> Op:
   return op
 
 
+_OFFSETS = ('floor', 'round')
+
+
 @register_op
-def central_crop(size: int | Sequence[int]) -> Op:
-  """The centre ``size`` window (offsets rounded down); the image must be at least that large."""
+def central_crop(size: int | Sequence[int], offset: str = 'floor') -> Op:
+  """The centre ``size`` window; the image must be at least that large. Its offsets are rounded
+  down, or with ``offset='round'`` rounded half to even as torchvision's ``CenterCrop`` does
+  (a margin of 47 pixels: 24 before the window, not 23)."""
   height, width = _height_width(size)
+  if offset not in _OFFSETS:
+    raise ConfigError(f'central_crop: offset must be one of {", ".join(_OFFSETS)}, got {offset!r}.')
+  def start(margin):
+    if offset == 'round':  # tf.round rounds half to even, as Python's round
+      return tf.cast(tf.round(tf.cast(margin, tf.float64) / 2), tf.int32)
+    return margin // 2
   def op(image, seed):
     del seed
     shape = tf.shape(image)
-    return _crop(image, (shape[0] - height) // 2, (shape[1] - width) // 2, height, width)
+    return _crop(image, start(shape[0] - height), start(shape[1] - width), height, width)
   return op
 
 
@@ -318,12 +343,29 @@ def decode_inception_crop(size: int | Sequence[int], area_min: float = 0.08, are
   return _reads_encoded(op, 'jpeg')
 
 
+_DCT_METHODS = ('', 'INTEGER_FAST', 'INTEGER_ACCURATE')
+
+
 @register_op
-def decode(channels: int = 3) -> Op:
-  """Decodes encoded image bytes (JPEG, PNG, ...) to uint8; for pipelines that start from bytes."""
+def decode(channels: int = 3, dct_method: str = '') -> Op:
+  """Decodes encoded image bytes (JPEG, PNG, ...) to uint8; for pipelines that start from bytes.
+
+  ``dct_method`` is TF's JPEG decoding hint: '' (TF's default, libjpeg's fast integer DCT) or
+  'INTEGER_ACCURATE', libjpeg's default and PIL's (on a photo the two differ by about one level per
+  pixel on average). Other formats ignore it.
+  """
+  if dct_method not in _DCT_METHODS:
+    raise ConfigError(f'decode: dct_method must be one of {", ".join(map(repr, _DCT_METHODS))}, got '
+                      f'{dct_method!r}.')
   def op(encoded, seed):
     del seed
-    image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
+    if dct_method:
+      image = tf.cond(tf.io.is_jpeg(encoded),
+                      lambda: tf.io.decode_jpeg(encoded, channels=channels, dct_method=dct_method),
+                      lambda: tf.io.decode_image(encoded, channels=channels,
+                                                 expand_animations=False))
+    else:
+      image = tf.io.decode_image(encoded, channels=channels, expand_animations=False)
     image.set_shape([None, None, channels])
     return image
   return _reads_encoded(op, 'any')

@@ -104,6 +104,36 @@ def test_central_crop_and_resize_small_keep_the_middle_and_the_aspect():
   assert _run('resize_center_crop(224)', np.zeros((300, 400, 3), np.uint8)).shape == (224, 224, 3)
 
 
+def test_torchvisions_arithmetic_for_the_resized_size_and_the_crop_offsets():
+  # 600x512 to a shorter side of 232: 271.875 rows, rounded by default, truncated by torchvision
+  assert _run('resize_small(232)', np.zeros((600, 512, 1), np.uint8)).shape == (272, 232, 1)
+  assert _run("resize_small(232, long_side='floor')",
+              np.zeros((600, 512, 1), np.uint8)).shape == (271, 232, 1)
+  # exact quotients stay exact (float32 would make 300 of 256 * 600 / 512 = 299.99...)
+  assert _run("resize_small(256, long_side='floor')",
+              np.zeros((600, 512, 1), np.uint8)).shape == (300, 256, 1)
+  # margins of 3 and 5: floor puts 1 and 2 rows before the window, half to even 2 and 2
+  rows = np.arange(8 * 10, dtype=np.uint8).reshape(8, 10, 1)
+  np.testing.assert_array_equal(_run('central_crop((5, 5))', rows), rows[1:6, 2:7])
+  np.testing.assert_array_equal(_run("central_crop((5, 5), offset='round')", rows), rows[2:7, 2:7])
+  np.testing.assert_array_equal(_run("central_crop((4, 4), offset='round')", rows), rows[2:6, 3:7])
+  for spec in ("resize_small(8, long_side='ceil')", "central_crop(8, offset='ceil')",
+               "decode(dct_method='FAST')"):
+    with pytest.raises(ConfigError, match='must be one of'):
+      ops.parse(spec)
+
+
+def test_decode_with_the_accurate_dct_differs_from_tfs_default_and_passes_png_through():
+  image = (np.random.RandomState(0).rand(48, 64, 3) * 255).astype(np.uint8)
+  jpeg = tf.io.encode_jpeg(image, quality=90)
+  accurate, = ops.parse("decode(dct_method='INTEGER_ACCURATE')")
+  default, = ops.parse('decode')
+  np.testing.assert_array_equal(accurate(jpeg, None).numpy(),
+                                tf.io.decode_jpeg(jpeg, dct_method='INTEGER_ACCURATE').numpy())
+  assert not np.array_equal(accurate(jpeg, None).numpy(), default(jpeg, None).numpy())
+  np.testing.assert_array_equal(accurate(tf.io.encode_png(image), None).numpy(), image)
+
+
 def test_central_crop_of_a_too_small_image_fails():
   with pytest.raises(tf.errors.InvalidArgumentError):
     _run('central_crop(10)', np.zeros((8, 8, 3), np.uint8))
