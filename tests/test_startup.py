@@ -49,6 +49,7 @@ ENTRY_POINTS = [
     ('cnn_jax/summary.py', 'def main('),
     ('cnn_jax/evaluate.py', 'def main('),
     ('cnn_jax/visualize.py', 'def main('),
+    ('cnn_jax/convert.py', 'def main('),
     ('experiments/sweep.py', 'def main('),
     ('experiments/report.py', 'def main('),
     ('benchmarks/conv_kernels.py', 'def jax_worker('),
