@@ -267,7 +267,8 @@ def _initial_state(setup: TrainSetup, seed: int,
   variables = setup.model.init({'params': params_rng, 'dropout': dropout_rng}, image, train=False)
   params, batch_stats = variables['params'], variables.get('batch_stats', {})
   if loaded is not None:
-    params, batch_stats = loaded.overlay('params', params), loaded.overlay('batch_stats', batch_stats)
+    params = loaded.overlay('params', params)
+    batch_stats = loaded.overlay('batch_stats', batch_stats)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
                     opt_state=setup.tx.init(split_trainable(setup, params)[0]),
                     plateau=setup.plateau_tx.init(params) if setup.plateau_tx else (),

@@ -12,9 +12,9 @@ path (``stage3_block2/conv1/kernel``), before anything compiles:
   lacks is not used (unused). Both are listed, neither is an error;
 - if nothing is loaded the source is the wrong run: ConfigError.
 
-A workdir with a checkpoint of its own resumes from it and never reads ``init_from`` (the
-checkpoint wins), so changing ``init_from`` after the start changes nothing: it is one of
-``workdir.RESUMABLE_CHANGES``. The optimiser state, the step and the RNG start afresh.
+The optimiser state, the step and the RNG start afresh. A workdir with a checkpoint of its own
+resumes from it and never reads ``init_from`` (the checkpoint wins), so changing ``init_from``
+after the start changes nothing: it is one of ``workdir.RESUMABLE_CHANGES``.
 
 ``config.trainable`` (comma-separated regexes, searched in the parameter paths; '' = all) freezes
 every parameter no pattern matches. The train step differentiates the trainable parameters alone
@@ -124,9 +124,9 @@ class Trainable:
   differentiates and updates the trainable part alone and passes the frozen part through.
   """
   paths: frozenset[str]
-  all_paths: tuple[str, ...]
-  sizes: Mapping[str, int]
-  field: str = ''   # the config's patterns, for the description
+  all_paths: tuple[str, ...]   # every parameter's
+  sizes: tuple[int, ...]       # values of each of all_paths
+  field: str = ''              # the config's patterns, for the description
 
   def split(self, params: Any) -> tuple[dict, dict]:
     flat = flatten(params)
@@ -178,8 +178,8 @@ class Trainable:
 
   def describe(self) -> str:
     trained = [p for p in self.all_paths if p in self.paths]
-    values = sum(self.sizes[p] for p in trained)
-    total = sum(self.sizes.values())
+    values = sum(size for p, size in zip(self.all_paths, self.sizes) if p in self.paths)
+    total = sum(self.sizes)
     return (f'trainable (config.trainable={self.field!r}): {len(trained)} of {len(self.all_paths)} '
             f'parameter arrays, {values:,} of {total:,} values: {modules(trained)}; the other '
             f'{len(self.all_paths) - len(trained)} are frozen, their layers in inference mode')
@@ -213,7 +213,7 @@ def make_trainable(field: Optional[str], params: Any, model_name: str) -> Option
   trainable = frozenset(path for path in paths if any(p.search(path) for p in compiled))
   if len(trainable) == len(paths):
     return None
-  return Trainable(trainable, tuple(paths), {k: _size(v.shape) for k, v in flat.items()}, field)
+  return Trainable(trainable, tuple(paths), tuple(_size(v.shape) for v in flat.values()), field)
 
 
 # ---------------------------------------------------------------------------------------------
