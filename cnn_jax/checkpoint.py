@@ -199,10 +199,11 @@ def _save_failed(manager: ocp.CheckpointManager, error: BaseException) -> RunErr
                   'Make room (or fix the path) and run the same command to resume')
 
 
-def load_variables(workdir: str) -> tuple[int, dict[str, Any]]:
-  """``(step, {'params': ..., 'batch_stats': ...})`` of ``workdir``'s newest checkpoint, as host
-  arrays, read without knowing the model, optimiser or data set that wrote it: what evaluation,
-  visualisation and ``config.init_from`` need. RunError if there is no checkpoint to read."""
+def load_variables(workdir: str, step: Optional[int] = None) -> tuple[int, dict[str, Any]]:
+  """``(step, {'params': ..., 'batch_stats': ...})`` of ``workdir``'s newest checkpoint (or of
+  checkpoint ``step``), as host arrays, read without knowing the model, optimiser or data set that
+  wrote it: what evaluation, visualisation and ``config.init_from`` need. RunError if there is no
+  such checkpoint to read."""
   path = directory(workdir)
   missing = RunError(f'no checkpoint in {path}: train the run first (or pass another directory)')
   if not tf.io.gfile.isdir(path):  # the manager would create it
@@ -210,7 +211,11 @@ def load_variables(workdir: str) -> tuple[int, dict[str, Any]]:
   try:
     with _quiet():
       manager = ocp.CheckpointManager(path, item_handlers=ocp.StandardCheckpointHandler())
-      step = manager.latest_step()
+      steps = manager.all_steps()
+      if step is not None and step not in steps:
+        raise RunError(f'no checkpoint {step} in {path} (its steps: '
+                       f'{", ".join(map(str, sorted(steps))) or "none"})')
+      step = manager.latest_step() if step is None else step
       if step is None:
         raise missing
       saved = manager.restore(step)

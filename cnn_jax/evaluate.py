@@ -16,7 +16,6 @@ import sys
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
@@ -49,9 +48,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str):
   from cnn_jax import train  # pylint: disable=g-import-not-at-top (after runtime.start)
   setup = train.build(config)
   step, variables = checkpoint.load_variables(workdir)
-  expected = jax.eval_shape(lambda: setup.model.init(
-      {'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(0)},
-      jnp.zeros((1,) + setup.info.image_shape, jnp.float32), train=False))
+  expected = train.variable_shapes(setup.model, setup.info)
   for collection in ('params', 'batch_stats'):
     want = jax.tree_util.tree_flatten_with_path(expected.get(collection, {}))[0]
     have = dict(jax.tree_util.tree_flatten_with_path(variables[collection])[0])

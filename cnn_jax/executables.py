@@ -40,7 +40,7 @@ SUBDIRECTORY = 'steps'
 # on the first call. tests/test_executables.py proves each field leaves the lowered steps alone.
 HOST_ONLY_FIELDS = ('seed', 'data', 'log_every_steps', 'eval_every_epochs',
                     'checkpoint_every_steps', 'keep_checkpoints', 'compilation_cache_dir',
-                    'final_test_only')
+                    'final_test_only', 'init_from', 'init_from_skip')
 LIBRARIES = ('jax', 'jaxlib', 'flax', 'optax', 'chex', 'numpy')
 
 

@@ -5,6 +5,7 @@ It knows no model or data set by name: the registry builds the model, the pipeli
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -27,7 +28,7 @@ from jax.experimental import multihost_utils
 from jax.experimental.compilation_cache import compilation_cache
 
 from cnn_jax import ConfigError, RunError, checkpoint, models, optim, parallel, reporting
-from cnn_jax import executables, op_by_op, run_files
+from cnn_jax import executables, op_by_op, run_files, transfer
 from cnn_jax import workdir as workdir_lib
 from cnn_jax.data import LABEL_MASK, pipeline, symmetry
 
@@ -88,6 +89,8 @@ class TrainSetup:
   layout: pipeline.ShardLayout
   total_steps: int
   eval_symmetries: int = 1  # 8: evaluate the 8 symmetries of a board (config.eval_symmetries)
+  # config.trainable: the parameters that train (None: all); the optimiser sees only them
+  trainable: Optional[transfer.Trainable] = None
 
 
 # (field, test, what it must be): the ranges a value out of which is a ConfigError.
@@ -210,8 +213,19 @@ def build(config: ml_collections.ConfigDict,
   total_steps = config.num_train_steps or int(config.num_epochs * steps_per_epoch)
   schedule = optim.make_schedule(config, steps_per_epoch, total_steps)
   tx = optim.make_optimizer(config, schedule)
+  trainable = None
+  if config.get('trainable'):  # the parameters' paths, from their shapes
+    trainable = transfer.make_trainable(config.trainable, variable_shapes(model, info)['params'],
+                                        name)
   return TrainSetup(model, tx, optim.make_plateau_tx(config), schedule, info, mesh, local_batch,
-                    layout, total_steps, eval_symmetries)
+                    layout, total_steps, eval_symmetries, trainable)
+
+
+def variable_shapes(model: nn.Module, info: pipeline.DatasetInfo) -> dict:
+  """The model's variables ({'params': ..., 'batch_stats': ...}) as shapes, computing nothing."""
+  rngs = {'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(0)}
+  return jax.eval_shape(lambda: model.init(rngs, jnp.zeros((1,) + info.image_shape, jnp.float32),
+                                           train=False))
 
 
 def check_symmetric_eval(info: pipeline.DatasetInfo, num_classes: int) -> None:
@@ -225,14 +239,17 @@ def check_symmetric_eval(info: pipeline.DatasetInfo, num_classes: int) -> None:
                       '--config.eval_symmetries=1.')
 
 
-def init_state(setup: TrainSetup, seed: int) -> TrainState:
-  """Initialises the state op by op (:mod:`op_by_op`), then replicates it over the mesh.
+def init_state(setup: TrainSetup, seed: int,
+               loaded: Optional[transfer.Loaded] = None) -> TrainState:
+  """Initialises the state op by op (:mod:`op_by_op`), then replicates it over the mesh; with
+  ``loaded`` (config.init_from), its arrays replace the initial ones before the optimiser's
+  state is made from them (the initial values they replace are never computed).
 
   Not jitted: XLA inlines one threefry per parameter, so a jitted init of a deep net compiles for
   far longer than it runs (ResNet-110: 10-15 s against 4 s op by op, measured on one CPU core).
   """
-  return parallel.replicate(op_by_op.run(functools.partial(_initial_state, setup), seed),
-                            setup.mesh)
+  return parallel.replicate(op_by_op.run(functools.partial(_initial_state, setup, loaded=loaded),
+                                         seed), setup.mesh)
 
 
 def abstract_state(setup: TrainSetup, seed: int) -> TrainState:
@@ -243,15 +260,28 @@ def abstract_state(setup: TrainSetup, seed: int) -> TrainState:
                       jax.eval_shape(functools.partial(_initial_state, setup), seed))
 
 
-def _initial_state(setup: TrainSetup, seed: int) -> TrainState:
+def _initial_state(setup: TrainSetup, seed: int,
+                   loaded: Optional[transfer.Loaded] = None) -> TrainState:
   params_rng, dropout_rng, state_rng = jax.random.split(jax.random.PRNGKey(seed), 3)
   image = jnp.zeros((1,) + setup.info.image_shape, jnp.float32)
   variables = setup.model.init({'params': params_rng, 'dropout': dropout_rng}, image, train=False)
-  params = variables['params']
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    batch_stats=variables.get('batch_stats', {}), opt_state=setup.tx.init(params),
+  params, batch_stats = variables['params'], variables.get('batch_stats', {})
+  if loaded is not None:
+    params = loaded.overlay('params', params)
+    batch_stats = loaded.overlay('batch_stats', batch_stats)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
+                    opt_state=setup.tx.init(split_trainable(setup, params)[0]),
                     plateau=setup.plateau_tx.init(params) if setup.plateau_tx else (),
                     rng=state_rng)
+
+
+def split_trainable(setup: TrainSetup, params: Any) -> tuple[Any, Any]:
+  """``(trainable, frozen)`` parameters: what the optimiser sees, and what it never touches."""
+  return setup.trainable.split(params) if setup.trainable else (params, {})
+
+
+def merge_trainable(setup: TrainSetup, trainable: Any, frozen: Any) -> Any:
+  return setup.trainable.merge(trainable, frozen) if setup.trainable else trainable
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,22 +302,28 @@ def make_train_step(setup: TrainSetup, config: ml_collections.ConfigDict):
 
   def train_step(state: TrainState, sums: dict, batch: dict):
     dropout_rng = jax.random.fold_in(state.rng, state.step)
+    # With config.trainable, the gradient, the optimiser and its updates see the trainable
+    # parameters alone; the frozen ones are passed through, bit for bit.
+    trainable, frozen = split_trainable(setup, state.params)
 
-    def loss_fn(params):
-      logits, new_vars = setup.model.apply(
-          {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
-          mutable=['batch_stats', models.AUX_LOGITS], rngs={'dropout': dropout_rng})
+    def loss_fn(trainable):
+      params = merge_trainable(setup, trainable, frozen)
+      # frozen layers run in inference mode (their BatchNorm keeps its statistics)
+      with setup.trainable.forward() if setup.trainable else contextlib.nullcontext():
+        logits, new_vars = setup.model.apply(
+            {'params': params, 'batch_stats': state.batch_stats}, batch['image'], train=True,
+            mutable=['batch_stats', models.AUX_LOGITS], rngs={'dropout': dropout_rng})
       main_loss = cross_entropy(logits, batch['label'], smoothing).mean()
       # Auxiliary classifiers (GoogLeNet) sow their logits in training; their weighted losses add.
       aux_logits = jax.tree.leaves(new_vars.get(models.AUX_LOGITS, {}))  # aux1, aux2, ...
       aux_loss = sum(cross_entropy(a, batch['label'], smoothing).mean() for a in aux_logits)
       return main_loss + aux_weight * aux_loss, (main_loss, logits, new_vars.get('batch_stats', {}))
 
-    grads, (main_loss, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = setup.tx.update(grads, state.opt_state, state.params)
+    grads, (main_loss, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(trainable)
+    updates, opt_state = setup.tx.update(grads, state.opt_state, trainable)
     if setup.plateau_tx:
       updates = jax.tree.map(lambda u: u * state.plateau.scale, updates)
-    params = optax.apply_updates(state.params, updates)
+    params = merge_trainable(setup, optax.apply_updates(trainable, updates), frozen)
     new = state.replace(step=state.step + 1, params=params, batch_stats=batch_stats,
                         opt_state=opt_state)
     # The divergence guard, on device: the host reads the flags only when it logs or saves.
@@ -551,6 +587,13 @@ def make_steps(setup: TrainSetup, config: ml_collections.ConfigDict) -> tuple[Ca
 
 def _train(setup: TrainSetup, config: ml_collections.ConfigDict, workdir: str, manager,
            changes: list[str], lock: Optional[workdir_lib.Lock], signals: StopSignals) -> dict:
+  # config.init_from is read by a fresh run only (the run's own checkpoint wins), before anything
+  # compiles: a wrong directory or a source that does not fit is one line.
+  loaded = None
+  if config.get('init_from') and not manager.all_steps():
+    shapes = abstract_state(setup, config.seed)
+    loaded = transfer.load(config, {'params': shapes.params, 'batch_stats': shapes.batch_stats},
+                           setup.trainable)
   train_step, eval_step, plateau_step = make_steps(setup, config)
   sums = parallel.replicate(zero_train_sums(), setup.mesh)
   # Restored into shapes alone: a resumed run does not initialise what it is about to overwrite,
@@ -563,13 +606,20 @@ def _train(setup: TrainSetup, config: ml_collections.ConfigDict, workdir: str, m
                                     setup.mesh)
   if step < setup.total_steps:  # its first batches are read while the state is made
     batches = parallel.started(batches)
-  state, sums = restored if restored is not None else (init_state(setup, config.seed), sums)
+  state, sums = restored if restored is not None else (init_state(setup, config.seed, loaded),
+                                                       sums)
   if jax.process_index() == 0:
     workdir_lib.save_config(config, workdir, step, changes)
   reporter = reporting.Reporter(workdir, setup.total_steps, setup.layout.steps_per_epoch,
                                 resumed_step=step)
   if restored is not None:
-    reporter.message(f'resumed from step {step} in {workdir}')
+    reporter.message(f'resumed from step {step} in {workdir}' + (
+        ' (config.init_from is not read: the run continues from its own checkpoint)'
+        if config.get('init_from') else ''))
+  if loaded is not None:
+    reporter.message(loaded.table)
+  if setup.trainable is not None:
+    reporter.message(setup.trainable.describe())
   if changes:
     reporter.message(f'config changes accepted at step {step}: {"; ".join(changes)}')
   result_path = os.path.join(workdir, run_files.RESULT)

@@ -34,11 +34,13 @@ HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 300.0
 
 # Fields that change how long a run is, how it reports, or where it reads from, but not what it
-# computes: a resumed run may change them freely.
+# computes: a resumed run may change them freely. init_from and init_from_skip are read by a fresh
+# run only: once a run has a checkpoint, it resumes from that.
 RESUMABLE_CHANGES = ('num_train_steps', 'num_epochs', 'log_every_steps', 'eval_every_epochs',
                      'checkpoint_every_steps', 'keep_checkpoints', 'skip_nonfinite_steps',
                      'data.data_dir', 'data.manual_dir', 'data.source_dir', 'data.download',
-                     'data.prefetch', 'data.cache', 'compilation_cache_dir')
+                     'data.prefetch', 'data.cache', 'compilation_cache_dir', 'init_from',
+                     'init_from_skip')
 
 
 def check_writable(workdir: str) -> None:

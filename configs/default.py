@@ -25,6 +25,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.validation_size = 0       # hold out the last N training examples for model selection
                                         # (evaluated beside the eval split; drives plateau); 0 = none
   config.data.train_size = 0            # train on the first N of the remaining examples; 0 = all
+  config.data.train_per_class = 0       # train on the first N examples of each class (in the
+                                        # split's stored order; few-shot); 0 = all
   config.data.train_ops = 'resize(32) | pad_random_crop(2) | normalize(mean=0.3, std=0.4)'
   config.data.eval_ops = 'resize(32) | normalize(mean=0.3, std=0.4)'
   config.data.shuffle_buffer = 50_000
@@ -35,6 +37,17 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.name = 'lenet5'          # any name in cnn_jax.models.names(); other fields go to it
+
+  # Transfer (cnn_jax/transfer.py). Patterns are comma-separated regexes searched in variable
+  # paths such as 'stage3_block2/conv1/kernel' ('^fc/': the classifier of the ResNets).
+  config.init_from = ''                 # a trained run's workdir (or its checkpoints/<step>, or a
+                                        # python -m cnn_jax.convert directory): a fresh run starts
+                                        # from its parameters and BatchNorm statistics, matched by
+                                        # path; a shape that differs is initialised afresh. '' = none
+  config.init_from_skip = ''            # variables not loaded from init_from (initialised afresh),
+                                        # e.g. '^fc/' for a new head over as many classes
+  config.trainable = ''                 # parameters that train; the others stay as loaded, their
+                                        # layers in inference mode. '' = all
 
   config.loss = ml_collections.ConfigDict()
   config.loss.label_smoothing = 0.0

@@ -382,6 +382,24 @@ iterations each. Nothing to reproduce; checks that runs, resume and the report w
     paper_steps=40, paper_budget='none (a machinery check)'))
 
 
+register(Sweep(
+    name='transfer',
+    doc="""Few-shot transfer from Fashion-MNIST to digits (README, "Transfer: init_from and
+trainable"; configs/transfer.py): a ResNet-20 trained on Fashion-MNIST with a new classifier
+trained on its frozen features (probe) or with every layer trained further (finetune), against the
+same network trained from scratch with the same budget, at 1, 5, 20 and all (about 140) training
+images per class (--seeds=3 for replicates). Whether features learnt on clothes help on digits,
+and with how few examples. Needs the source run: --set=source=DIR (default
+/tmp/cnn_jax/fm_resnet20).""",
+    config='configs/transfer.py',
+    axes=(Axis('recipe', ('probe', 'finetune', 'scratch')), Axis('shots', (1, 5, 20, 'all'))),
+    plot=Plot(x='shots', series='recipe'),
+    steps=300, train_size_key=None,
+    cpu_budget=('12 runs of 300 iterations at batch 32 (10 at one image per class), one after '
+                'another: 1-4 min each on 2 CPU cores shared with other work; --seeds=3 triples it'),
+    paper_steps=300, paper_budget='none (no paper: a demo of config.init_from and config.trainable)'))
+
+
 def get(name: str, extra: Iterable[Sweep] = ()) -> Sweep:
   """The sweep called ``name`` among the registered ones and ``extra``; a one-line error else."""
   known = {**SWEEPS, **{s.name: s for s in extra}}

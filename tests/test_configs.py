@@ -29,7 +29,7 @@ SMOKE_ORDER = ['stochastic_depth_cifar10', 'densenet_imagenet', 'preact_resnet_c
 RECIPES = sorted(common.recipes(),
                  key=lambda name: SMOKE_ORDER.index(name) if name in SMOKE_ORDER else 0)
 # The configs in configs/ that are not paper recipes (no PAPER): demos on digits.
-DEMOS = {'default', 'digits_resnet'}
+DEMOS = {'default', 'digits_resnet', 'transfer'}
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

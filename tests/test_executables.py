@@ -15,7 +15,8 @@ from conftest import small_config
 CHANGES = {'seed': 7, 'data__train_ops': 'resize(32) | normalize(mean=0.5, std=0.5)',
            'data__shuffle_buffer': 10, 'data__cache': False, 'log_every_steps': 3,
            'eval_every_epochs': 2.0, 'checkpoint_every_steps': 7, 'keep_checkpoints': 5,
-           'compilation_cache_dir': '/elsewhere', 'final_test_only': True}
+           'compilation_cache_dir': '/elsewhere', 'final_test_only': True,
+           'init_from': '/a/trained/run', 'init_from_skip': '^output/'}
 
 
 def _lowered_steps(config: ml_collections.ConfigDict) -> tuple[str, ...]:

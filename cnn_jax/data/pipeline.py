@@ -57,15 +57,22 @@ def split_names(data: ml_collections.ConfigDict, spec: DatasetSpec,
 
   ``data.validation_size`` holds out the last examples of the training split for model selection
   (best error, plateau schedules), so that nothing but the final report reads the eval split;
-  ``data.train_size`` then keeps the first examples of the rest (a training subset).
+  ``data.train_size`` then keeps the first examples of the rest (a training subset), or
+  ``data.train_per_class`` the first N of each class (a class-balanced subset, see
+  :func:`per_class_split`).
   """
   train = data.train_split or spec.train_split
   names = {'eval': data.eval_split or spec.eval_split}
   held, size = data.get('validation_size') or 0, data.get('train_size') or 0
-  if held < 0 or size < 0:
-    raise ConfigError(f'config.data.validation_size ({held}) and train_size ({size}) must be >= 0 '
-                      f'(0: no validation split, all training examples).')
-  if held or size:
+  per_class = data.get('train_per_class') or 0
+  if held < 0 or size < 0 or per_class < 0:
+    raise ConfigError(f'config.data.validation_size ({held}), train_size ({size}) and '
+                      f'train_per_class ({per_class}) must be >= 0 (0: no validation split, all '
+                      'training examples).')
+  if size and per_class:
+    raise ConfigError(f'config.data.train_size={size} and train_per_class={per_class} both choose '
+                      'the training subset: set one of them to 0.')
+  if held or size or per_class:
     if '[' in train or '+' in train:
       raise ConfigError(f'config.data.validation_size and train_size cut a whole split, and '
                         f'config.data.train_split is {train!r}: set it to a split name (e.g. '
@@ -81,8 +88,45 @@ def split_names(data: ml_collections.ConfigDict, spec: DatasetSpec,
     if held:
       names['validation'] = f'{train}[{rest}:]'
     train = f'{train}[:{size or rest}]'
+    if per_class:
+      train = per_class_split(builder, spec, train, per_class)
   names['train'] = train
   return names
+
+
+_LABELS: dict[tuple[str, ...], np.ndarray] = {}
+
+
+def _labels(builder: tfds.core.DatasetBuilder, spec: DatasetSpec, split: str) -> np.ndarray:
+  """The labels of ``split`` in its stored order (images not decoded), read once per process."""
+  key = (str(builder.data_dir), spec.tfds_name, split)
+  if key not in _LABELS:
+    ds = builder.as_dataset(split=split, shuffle_files=False,
+                            decoders={spec.image_key: tfds.decode.SkipDecoding()})
+    batches = ds.map(lambda ex: ex[spec.label_key]).batch(4096).as_numpy_iterator()
+    _LABELS[key] = np.concatenate(list(batches) or [np.zeros((0,), np.int64)])
+  return _LABELS[key]
+
+
+def per_class_split(builder: tfds.core.DatasetBuilder, spec: DatasetSpec, split: str,
+                    per_class: int) -> str:
+  """A tfds split of the first ``per_class`` examples of each class of ``split`` (a name or a
+  ``name[:N]`` slice), in its stored order: the same examples on every machine and for every seed,
+  the first ones of each class also in a larger subset. ConfigError if a class has fewer."""
+  name, _, cut = split.partition('[')
+  start = 0 if not cut else int(cut.rstrip(']').split(':')[0] or 0)
+  labels = _labels(builder, spec, split)
+  classes, counts = np.unique(labels, return_counts=True)
+  num_classes = builder.info.features[spec.label_key].num_classes
+  if len(classes) < num_classes or counts.min() < per_class:
+    fewest = 0 if len(classes) < num_classes else int(counts.min())
+    raise ConfigError(f'config.data.train_per_class={per_class}: a class of {split!r} has only '
+                      f'{fewest} examples: use at most {fewest} (0 = all examples).')
+  chosen = np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in classes]))
+  # consecutive indices as one slice: 'train[0:3]+train[5:9]+...'
+  breaks = np.flatnonzero(np.diff(chosen) != 1) + 1
+  runs = np.split(chosen, breaks)
+  return '+'.join(f'{name}[{start + run[0]}:{start + run[-1] + 1}]' for run in runs)
 
 
 def _how_to_prepare(name: str, spec: DatasetSpec, data_dir: str) -> str:
