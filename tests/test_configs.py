@@ -391,8 +391,8 @@ def test_runlocal_smoke_trains_two_steps_and_evaluates(name, data_dir, tmp_path,
   if name == 'googlenet_imagenet':  # keeps the initial parameters instead of initialising again
     init_state = train.init_state
 
-    def init_state_kept(setup, seed):  # a host copy: the train step donates the device buffers
-      state = init_state(setup, seed)
+    def init_state_kept(setup, seed, loaded=None):  # a host copy: the train step donates buffers
+      state = init_state(setup, seed, loaded)
       initial['params'] = jax.device_get(state.params)
       return state
 
