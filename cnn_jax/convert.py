@@ -25,7 +25,6 @@ import functools
 import gc
 import os
 import re
-import sys
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
@@ -34,7 +33,8 @@ import ml_collections
 import numpy as np
 import tensorflow as tf
 
-from cnn_jax import ConfigError, RunError, checkpoint, models, run_files
+import cnn_jax
+from cnn_jax import ConfigError, checkpoint, models, run_files
 from cnn_jax import workdir as workdir_lib
 from cnn_jax.data import DATASETS
 from cnn_jax.models.alexnet import AlexNet
@@ -545,15 +545,10 @@ def main(argv: Sequence[str]) -> None:
   args = flags.FLAGS
   if not args['verbosity'].present:
     logging.set_verbosity(logging.ERROR)  # orbax logs every write, and its handler set-up, as news
-  try:
+  with cnn_jax.one_line_errors():
     if len(argv) > 1:
       raise ConfigError(f'unexpected arguments {" ".join(argv[1:])}.')
     weights, variables = convert(args.model, args.weights, args.out, args.weights_version)
-  except ConfigError as e:
-    sys.exit(f'error: {e}')
-  except RunError as e:
-    print(f'error: {e}', file=sys.stderr, flush=True)
-    sys.exit(e.exit_code)
   print(f'{args.model}: torchvision\'s {weights.model} {weights.version} weights '
         f'({weights.file}): {len(jax.tree.leaves(variables["params"]))} params and '
         f'{len(jax.tree.leaves(variables["batch_stats"]))} batch_stats tensors, '

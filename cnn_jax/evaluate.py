@@ -110,14 +110,9 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
-  try:
+  with cnn_jax.one_line_errors():
     check_overrides(workdir_lib.load_config(FLAGS.workdir), FLAGS.config)
     results = evaluate(FLAGS.config, FLAGS.workdir)
-  except cnn_jax.ConfigError as e:
-    sys.exit(f'error: {e}')
-  except cnn_jax.RunError as e:
-    print(f'error: {e}', file=sys.stderr, flush=True)
-    sys.exit(e.exit_code)
   print('\n'.join(result_lines(results)), flush=True)
   if FLAGS.output:
     with open(FLAGS.output, 'w') as f:

@@ -38,14 +38,9 @@ def main(argv):
   parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
                                   heartbeat_timeout=FLAGS.heartbeat_timeout)
   from cnn_jax import train  # after distributed init: importing TF/JAX backends first is fine, using them is not
-  try:
+  with cnn_jax.one_line_errors():
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change,
                              override_lock=FLAGS.override_lock)
-  except cnn_jax.ConfigError as e:
-    sys.exit(f'error: {e}')  # one line, no traceback: the message names the fix
-  except cnn_jax.RunError as e:
-    print(f'error: {e}', file=sys.stderr, flush=True)
-    sys.exit(e.exit_code)
 
 
 def parse_flags(argv: list[str]) -> list[str]:

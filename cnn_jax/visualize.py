@@ -669,7 +669,7 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   if not FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
-  try:
+  with cnn_jax.one_line_errors():
     from cnn_jax import evaluate  # pylint: disable=g-import-not-at-top
     evaluate.check_overrides(workdir_lib.load_config(FLAGS.workdir), FLAGS.config)
     try:
@@ -685,11 +685,6 @@ def main(argv: list[str]) -> None:
     check_options(options)
     options = dataclasses.replace(options, tensorboard=_tensorboard_dir(FLAGS.workdir))
     written = run(FLAGS.config, FLAGS.workdir, options)
-  except cnn_jax.ConfigError as e:
-    sys.exit(f'error: {e}')
-  except cnn_jax.RunError as e:
-    print(f'error: {e}', file=sys.stderr, flush=True)
-    sys.exit(e.exit_code)
   for path in written:
     print(path, flush=True)
   if options.tensorboard:
