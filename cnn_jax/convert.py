@@ -28,7 +28,6 @@ import re
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tensorflow as tf
@@ -343,11 +342,10 @@ def normalized_keys(state_dict: Mapping[str, Any]) -> dict[str, Any]:
 
 def variable_shapes(model: Any, input_shape: Sequence[int]) -> dict[tuple[str, ...], tuple[int, ...]]:
   """{(collection, *path, leaf): shape} of the model's variables, traced (nothing allocated)."""
+  from cnn_jax import train  # pylint: disable=g-import-not-at-top (after runtime.start)
   gc.disable()  # tracing a deep net makes many short-lived objects (see tests/models/test_registry.py)
   try:
-    variables = jax.eval_shape(lambda: model.init(
-        {'params': jax.random.key(0), 'dropout': jax.random.key(0)},
-        jnp.zeros((1,) + tuple(input_shape), jnp.float32), train=False))
+    variables = train.variable_shapes(model, input_shape)
   finally:
     gc.enable()
   flat = jax.tree_util.tree_flatten_with_path(variables)[0]
@@ -490,7 +488,7 @@ def write_workdir(config: ml_collections.ConfigDict, variables: Mapping[str, Any
   """``out/config.json`` and ``out/checkpoints/0``: a step-0 TrainState holding ``variables``, its
   optimiser (and plateau) state initialised from the config, as a run of ``config`` would save.
   ``image_shape`` is what the eval ops give; the data set itself is not read."""
-  from cnn_jax import op_by_op, parallel, train  # pylint: disable=g-import-not-at-top (after runtime.start)
+  from cnn_jax import parallel, train, transfer  # pylint: disable=g-import-not-at-top (after runtime.start)
   from cnn_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   _check_new(out)
   workdir_lib.check_writable(out)
@@ -499,18 +497,15 @@ def write_workdir(config: ml_collections.ConfigDict, variables: Mapping[str, Any
   info = pipeline.DatasetInfo(num_classes=config.model.num_classes, image_shape=tuple(image_shape),
                               num_train=config.batch_size, num_eval=0)
   setup = train.build(config, info=info)
-
-  def initial_state(params, batch_stats, rng):
-    return train.TrainState(step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats,
-                            opt_state=setup.tx.init(params),
-                            plateau=setup.plateau_tx.init(params) if setup.plateau_tx else (),
-                            rng=rng)
-  # Op by op, as train.init_state: the optimiser's zeros are made on the host, not compiled per shape.
-  state = op_by_op.run(initial_state, variables['params'], variables['batch_stats'],
-                       jax.random.PRNGKey(config.seed))
+  # The state a fresh run of the config makes, with every variable loaded (as config.init_from does)
+  every_variable = transfer.Loaded(
+      arrays={(collection, path): array for collection in ('params', 'batch_stats')
+              for path, array in transfer.flatten(variables[collection]).items()},
+      initialised=(), table='')
+  state = train.init_state(setup, config.seed, every_variable)
   manager = checkpoint.make_manager(out, config)
-  checkpoint.save(manager, 0, parallel.replicate(state, setup.mesh),
-                  parallel.replicate(train.zero_train_sums(), setup.mesh), force=True)
+  checkpoint.save(manager, 0, state, parallel.replicate(train.zero_train_sums(), setup.mesh),
+                  force=True)
   checkpoint.wait(manager)
   manager.close()
   workdir_lib.save_config(config, out, resumed_step=None, changes=[])

@@ -48,7 +48,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str):
   from cnn_jax import train  # pylint: disable=g-import-not-at-top (after runtime.start)
   setup = train.build(config)
   step, variables = checkpoint.load_variables(workdir)
-  expected = train.variable_shapes(setup.model, setup.info)
+  expected = train.variable_shapes(setup.model, setup.info.image_shape)
   for collection in ('params', 'batch_stats'):
     want = jax.tree_util.tree_flatten_with_path(expected.get(collection, {}))[0]
     have = dict(jax.tree_util.tree_flatten_with_path(variables[collection])[0])

@@ -215,17 +215,18 @@ def build(config: ml_collections.ConfigDict,
   tx = optim.make_optimizer(config, schedule)
   trainable = None
   if config.get('trainable'):  # the parameters' paths, from their shapes
-    trainable = transfer.make_trainable(config.trainable, variable_shapes(model, info)['params'],
+    trainable = transfer.make_trainable(config.trainable, variable_shapes(model, info.image_shape)['params'],
                                         name)
   return TrainSetup(model, tx, optim.make_plateau_tx(config), schedule, info, mesh, local_batch,
                     layout, total_steps, eval_symmetries, trainable)
 
 
-def variable_shapes(model: nn.Module, info: pipeline.DatasetInfo) -> dict:
-  """The model's variables ({'params': ..., 'batch_stats': ...}) as shapes, computing nothing."""
+def variable_shapes(model: nn.Module, image_shape: tuple[int, ...]) -> dict:
+  """The model's variables ({'params': ..., 'batch_stats': ...}) for one ``image_shape`` input, as
+  shapes, computing nothing."""
   rngs = {'params': jax.random.PRNGKey(0), 'dropout': jax.random.PRNGKey(0)}
-  return jax.eval_shape(lambda: model.init(rngs, jnp.zeros((1,) + info.image_shape, jnp.float32),
-                                           train=False))
+  return jax.eval_shape(lambda: model.init(
+      rngs, jnp.zeros((1,) + tuple(image_shape), jnp.float32), train=False))
 
 
 def check_symmetric_eval(info: pipeline.DatasetInfo, num_classes: int) -> None:
