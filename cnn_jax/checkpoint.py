@@ -210,7 +210,7 @@ def load_variables(workdir: str, step: Optional[int] = None) -> tuple[int, dict[
     raise missing
   try:
     with _quiet():
-      manager = ocp.CheckpointManager(path, item_handlers=ocp.StandardCheckpointHandler())
+      manager = ocp.CheckpointManager(path, item_handlers=ocp.PyTreeCheckpointHandler())
       steps = manager.all_steps()
       if step is not None and step not in steps:
         raise RunError(f'no checkpoint {step} in {path} (its steps: '
@@ -218,12 +218,25 @@ def load_variables(workdir: str, step: Optional[int] = None) -> tuple[int, dict[
       step = manager.latest_step() if step is None else step
       if step is None:
         raise missing
-      saved = manager.restore(step)
+      saved = manager.item_metadata(step).tree
+      # Only the variables are read (as host arrays): not the optimiser state, which is as large
+      # as the parameters again with momentum, twice as large with Adam.
+      wanted = _variables(saved.get('state', saved))
+      item = {'state': wanted} if 'state' in saved else wanted
+      restored = manager.restore(step, args=ocp.args.PyTreeRestore(
+          item=item, partial_restore=True,
+          restore_args=jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)))
       manager.close()
   except RunError:
     raise
   except Exception as e:  # noqa: BLE001 (orbax and TensorStore raise many kinds for bad files)
     raise RunError(f'cannot read the checkpoint in {path}: {cause(e)}') from None
-  state = saved.get('state', saved)  # checkpoints from before log sums were saved: the state alone
-  variables = {'params': state['params'], 'batch_stats': state.get('batch_stats') or {}}
-  return step, jax.tree.map(np.asarray, variables)
+  # checkpoints from before log sums were saved hold the state alone
+  variables = _variables(restored.get('state', restored))
+  return step, {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
+
+
+def _variables(state: dict[str, Any]) -> dict[str, Any]:
+  """The parameters and BatchNorm statistics of a saved train state (a model without BatchNorm
+  saves none)."""
+  return {key: state[key] for key in ('params', 'batch_stats') if state.get(key)}

@@ -536,13 +536,10 @@ def _count(tree: Any) -> int:
 def main(argv: Sequence[str]) -> None:
   from cnn_jax import runtime  # pylint: disable=g-import-not-at-top
   from absl import flags, logging  # pylint: disable=g-import-not-at-top
-  runtime.start()
   args = flags.FLAGS
-  if not args['verbosity'].present:
-    logging.set_verbosity(logging.ERROR)  # orbax logs every write, and its handler set-up, as news
   with cnn_jax.one_line_errors():
-    if len(argv) > 1:
-      raise ConfigError(f'unexpected arguments {" ".join(argv[1:])}.')
+    # orbax logs every write, and its handler set-up, as news
+    runtime.start_program(argv, log_level=logging.ERROR)
     weights, variables = convert(args.model, args.weights, args.out, args.weights_version)
   print(f'{args.model}: torchvision\'s {weights.model} {weights.version} weights '
         f'({weights.file}): {len(jax.tree.leaves(variables["params"]))} params and '

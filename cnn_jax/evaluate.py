@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 import cnn_jax
 from cnn_jax import ConfigError, checkpoint, parallel, runtime
@@ -105,12 +105,8 @@ def define_flags() -> None:
 
 
 def main(argv: list[str]) -> None:
-  runtime.start()
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
   with cnn_jax.one_line_errors():
+    runtime.start_program(argv)
     check_overrides(workdir_lib.load_config(FLAGS.workdir), FLAGS.config)
     results = evaluate(FLAGS.config, FLAGS.workdir)
   print('\n'.join(result_lines(results)), flush=True)

@@ -8,7 +8,7 @@ import importlib.util
 import re
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 import cnn_jax
@@ -30,15 +30,11 @@ flags.DEFINE_bool('override_lock', False, 'Take the workdir lock even from a run
 
 
 def main(argv):
-  runtime.start()  # before initialize_distributed starts the backend
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not FLAGS['verbosity'].present:  # orbax and tfds log every save and read at INFO
-    logging.set_verbosity(logging.WARNING)
-  parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id,
-                                  heartbeat_timeout=FLAGS.heartbeat_timeout)
-  from cnn_jax import train  # after distributed init: importing TF/JAX backends first is fine, using them is not
   with cnn_jax.one_line_errors():
+    runtime.start_program(argv)  # before initialize_distributed starts the backend
+    parallel.initialize_distributed(FLAGS.coordinator_address, FLAGS.num_processes,
+                                    FLAGS.process_id, heartbeat_timeout=FLAGS.heartbeat_timeout)
+    from cnn_jax import train  # after distributed init: importing TF/JAX backends first is fine, using them is not
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir, allow_config_change=FLAGS.allow_config_change,
                              override_lock=FLAGS.override_lock)
 

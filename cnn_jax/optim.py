@@ -8,7 +8,7 @@ mask skips BatchNorm parameters and biases (every 1-D parameter) unless ``decay_
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import ml_collections

@@ -1,7 +1,8 @@
 """Process start-up: the one place that decides XLA's flags and TensorFlow's devices.
 
 Every entry point (``cnn_jax.main``, ``cnn_jax.summary``, the benchmarks, the sweep and report
-programs, the tests' conftest) calls :func:`start` before JAX starts its backend; importing
+programs, the tests' conftest) calls :func:`start` (cnn_jax's programs through
+:func:`start_program`) before JAX starts its backend; importing
 ``cnn_jax`` or any of its modules changes nothing in the process.
 """
 from __future__ import annotations
@@ -10,6 +11,11 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+from typing import Sequence
+
+from absl import logging
+
+from cnn_jax import ConfigError
 
 # XLA flags the project sets, each for a reason measured on its platform (the README's speed
 # section). A flag the user's XLA_FLAGS already sets keeps the user's value, extended by ours where
@@ -73,6 +79,20 @@ def start() -> None:
                          'XLA would not read its flags: call it first, before any JAX computation.')
     os.environ['XLA_FLAGS'] = flags
   _hide_gpus_from_tensorflow()
+
+
+def start_program(argv: Sequence[str], *, log_level: int = logging.WARNING) -> None:
+  """The start of every cnn_jax program's ``main`` (inside :func:`cnn_jax.one_line_errors`):
+  :func:`start`, then a ConfigError for stray arguments (a flag written ``--name value`` leaves its
+  value behind as one), then library logs at ``log_level`` (orbax and tfds log every read and write
+  at INFO) unless ``--verbosity``/``-v`` is given."""
+  start()
+  if len(argv) > 1:
+    raise ConfigError(f'unexpected arguments: {" ".join(argv[1:])}: options are flags, written '
+                      '--name=value.')
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(log_level)
 
 
 _tensorflow_gpus_hidden = False

@@ -27,6 +27,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+import cnn_jax
 from cnn_jax import ConfigError
 from cnn_jax import models, runtime
 
@@ -361,13 +362,10 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
 
 
 def main(argv: Sequence[str]) -> None:
-  runtime.start()
-  from absl import flags, logging
-  logging.set_verbosity(logging.WARNING)   # JAX logs its backend search at INFO
+  from absl import flags
   args = flags.FLAGS
-  try:
-    if len(argv) > 1:
-      raise ConfigError(f'unexpected arguments {" ".join(argv[1:])}; use --model=NAME.')
+  with cnn_jax.one_line_errors():
+    runtime.start_program(argv)   # JAX logs its backend search at INFO
     input_shape = parse_input_shape(args.input_shape) if args.input_shape else None
     if args.list:
       text = registry_table()
@@ -385,9 +383,6 @@ def main(argv: Sequence[str]) -> None:
         num_classes = num_classes if num_classes is not None else run_classes
       summary = summarize(name, input_shape, num_classes, train=args.train, **model_kwargs)
       text = json.dumps(summary) if args.json else format_table(summary)
-  except ConfigError as error:
-    print(f'error: {error}', file=sys.stderr)
-    sys.exit(1)
   try:
     print(text, flush=True)
   except BrokenPipeError:   # piped into `head`: stop quietly

@@ -592,9 +592,9 @@ def _train(setup: TrainSetup, config: ml_collections.ConfigDict, workdir: str, m
   # compiles: a wrong directory or a source that does not fit is one line.
   loaded = None
   if config.get('init_from') and not manager.all_steps():
-    shapes = abstract_state(setup, config.seed)
-    loaded = transfer.load(config, {'params': shapes.params, 'batch_stats': shapes.batch_stats},
-                           setup.trainable)
+    shapes = variable_shapes(setup.model, setup.info.image_shape)
+    loaded = transfer.load(config, {'params': shapes['params'],
+                                    'batch_stats': shapes.get('batch_stats', {})}, setup.trainable)
   train_step, eval_step, plateau_step = make_steps(setup, config)
   sums = parallel.replicate(zero_train_sums(), setup.mesh)
   # Restored into shapes alone: a resumed run does not initialise what it is about to overwrite,

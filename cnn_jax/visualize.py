@@ -38,7 +38,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 
 import cnn_jax
 from cnn_jax import ConfigError, run_files, runtime
@@ -664,12 +664,8 @@ def _tensorboard_dir(workdir: str) -> Optional[str]:
 
 
 def main(argv: list[str]) -> None:
-  runtime.start()
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  if not FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
   with cnn_jax.one_line_errors():
+    runtime.start_program(argv)
     from cnn_jax import evaluate  # pylint: disable=g-import-not-at-top
     evaluate.check_overrides(workdir_lib.load_config(FLAGS.workdir), FLAGS.config)
     try:

@@ -6,7 +6,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import pytest
 
 from cnn_jax import executables, parallel, train
 from conftest import small_config

@@ -5,8 +5,6 @@ through its own constructor arguments and input size) train on one fixed batch f
 GoogLeNet's auxiliary classifiers are trained by its recipe's smoke run (tests/test_configs.py),
 at 224; the BatchNorm CIFAR ResNet's loss at every logged step by tests/test_train.py.
 """
-import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest

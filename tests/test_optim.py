@@ -1,5 +1,4 @@
 """Optimisers and schedules built from the config."""
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax

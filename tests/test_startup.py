@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from cnn_jax import runtime
+from cnn_jax import ConfigError, runtime
 from cnn_jax.models import layers
 
 from conftest import REPO
@@ -50,6 +50,8 @@ ENTRY_POINTS = [
     ('cnn_jax/evaluate.py', 'def main('),
     ('cnn_jax/visualize.py', 'def main('),
     ('cnn_jax/convert.py', 'def main('),
+    ('cnn_jax/go/baselines.py', 'def main('),
+    ('cnn_jax/go/generate.py', 'def main('),
     ('experiments/sweep.py', 'def main('),
     ('experiments/report.py', 'def main('),
     ('benchmarks/conv_kernels.py', 'def jax_worker('),
@@ -69,10 +71,20 @@ def test_entry_points_call_start_first(path, function):
     source = f.read()
   body = source[source.index(function):]
   body = body[:body.index('\n\n\n')] if '\n\n\n' in body else body
-  assert 'runtime.start()' in body, f'{path}: {function} does not call runtime.start()'
+  # cnn_jax's programs start with runtime.start_program(argv) (start(), stray arguments as one line)
+  call = 'runtime.start_program(argv' if path.startswith('cnn_jax/') else 'runtime.start()'
+  assert call in body, f'{path}: {function} does not call {call})'
   # before the first use of JAX in that function
-  uses = [body.index(u) for u in ('import jax', 'jax.', 'train.', 'step(') if u in body]
-  assert body.index('runtime.start()') < min(uses, default=len(body)), path
+  uses = [m.start() for m in re.finditer(r'import jax|(?<!\w)jax\.|(?<!\w)train\.|step\(', body)]
+  assert body.index(call) < min(uses, default=len(body)), path
+  if path.startswith('cnn_jax/'):  # its ConfigError is one line too
+    assert body.index('with cnn_jax.one_line_errors():') < body.index(call), path
+
+
+def test_a_stray_argument_is_one_line_naming_the_flag_syntax():
+  with pytest.raises(ConfigError, match=r'^unexpected arguments: 0\.1: options are flags, '
+                     r'written --name=value\.$'):
+    runtime.start_program(['cnn_jax.main', '0.1'])
 
 
 def test_every_benchmark_is_listed():

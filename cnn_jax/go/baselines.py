@@ -12,7 +12,6 @@ random tie-break puts it in the top k with probability ``clip((k - a) / e, 0, 1)
 """
 from __future__ import annotations
 
-import sys
 from typing import Sequence
 
 import numpy as np
@@ -61,21 +60,17 @@ def evaluate_split(data, split: str = 'test', batch: int = 4096) -> tuple[dict[s
 
 def main(argv: Sequence[str]) -> None:
   from absl import flags   # pylint: disable=g-import-not-at-top
-  from cnn_jax import ConfigError, runtime   # pylint: disable=g-import-not-at-top
+  import cnn_jax   # pylint: disable=g-import-not-at-top
+  from cnn_jax import runtime   # pylint: disable=g-import-not-at-top
   from configs import default   # pylint: disable=g-import-not-at-top
-  runtime.start()
   args = flags.FLAGS
-  data = default.get_config().data
-  data.name, data.source_dir = 'go_games', args.source_dir
-  if args.data_dir:
-    data.data_dir = args.data_dir
-  try:
-    if len(argv) > 1:
-      raise ConfigError(f'unexpected arguments {" ".join(argv[1:])}')
+  with cnn_jax.one_line_errors():
+    runtime.start_program(argv)
+    data = default.get_config().data
+    data.name, data.source_dir = 'go_games', args.source_dir
+    if args.data_dir:
+      data.data_dir = args.data_dir
     results, count = evaluate_split(data, args.split)
-  except ConfigError as error:
-    print(f'error: {error}', file=sys.stderr)
-    sys.exit(1)
   print(f'{count} positions of the {args.split} split')
   for key, value in results.items():
     print(f'{key}: {value:.4f}')

@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import random
 import subprocess
-import sys
 import time
 from typing import Optional, Sequence
 
@@ -238,15 +237,12 @@ def generate(out: str, games: int, processes: int = 1, max_moves: int = 500,
 
 def main(argv: Sequence[str]) -> None:
   from absl import flags   # pylint: disable=g-import-not-at-top
+  import cnn_jax   # pylint: disable=g-import-not-at-top
+  from cnn_jax import runtime   # pylint: disable=g-import-not-at-top
   args = flags.FLAGS
-  if len(argv) > 1:
-    print(f'error: unexpected arguments {" ".join(argv[1:])}', file=sys.stderr)
-    sys.exit(1)
-  try:
+  with cnn_jax.one_line_errors():
+    runtime.start_program(argv)
     generate(args.out, args.games, args.processes, args.max_moves, args.gnugo)
-  except ConfigError as error:
-    print(f'error: {error}', file=sys.stderr)
-    sys.exit(1)
 
 
 if __name__ == '__main__':

@@ -19,7 +19,7 @@ enables the linear decay rule over all blocks of the net.
 from __future__ import annotations
 
 import functools
-from typing import Any, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Optional
 
 import flax.linen as nn
 import jax
