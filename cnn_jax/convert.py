@@ -414,7 +414,15 @@ def convert_state_dict(name: str, state_dict: Mapping[str, Any],
   float32 numpy arrays) from a torchvision state dict of numpy arrays; ConfigError as :func:`plan`."""
   state_dict = normalized_keys(state_dict)
   variables: dict[str, Any] = {'params': {}, 'batch_stats': {}}
-  for a in plan(name, {k: np.shape(v) for k, v in state_dict.items()}, source):
+  assignments = plan(name, {k: np.shape(v) for k, v in state_dict.items()}, source)
+  untrained = [a.key for a in assignments if not np.all(np.isfinite(state_dict[a.key]))]
+  if untrained:
+    raise ConfigError(
+        f'{source}: {len(untrained)} tensor(s) hold NaN or infinite values, e.g. '
+        f'{untrained[0]!r}: these are not trained weights (torchvision\'s vgg16 '
+        'IMAGENET1K_FEATURES file trains only the features and leaves the classifier NaN): pass '
+        'the IMAGENET1K_V1 file.')
+  for a in assignments:
     node = variables[a.collection]
     for part in a.path[:-1]:
       node = node.setdefault(part, {})

@@ -293,6 +293,12 @@ def test_a_missing_an_extra_and_a_misshapen_tensor_are_named():
   with pytest.raises(ConfigError, match=r"tensor 'fc\.weight' has shape \(10, 512\), resnet18's "
                                         r"params/fc/kernel needs \(1000, 512\)"):
     convert.plan('resnet18', {**shapes, 'fc.weight': (10, 512)})
+  # weights left untrained as NaN (vgg16's IMAGENET1K_FEATURES classifier): never converted
+  arrays = {key: np.zeros(shape, np.float32) for key, shape in shapes.items()}
+  arrays['fc.bias'] = np.full((1000,), np.nan, np.float32)
+  with pytest.raises(ConfigError, match=r"1 tensor\(s\) hold NaN or infinite values, e\.g\. "
+                                        r"'fc\.bias'.*pass the IMAGENET1K_V1 file\."):
+    convert.convert_state_dict('resnet18', arrays)
   # another architecture's state dict: its first missing tensor, and a question naming the model
   with pytest.raises(ConfigError, match=r'is it a torchvision resnet18 state dict\?'):
     convert.plan('resnet18', meta_shapes('vgg11'))
