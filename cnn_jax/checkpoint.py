@@ -218,6 +218,7 @@ def load_variables(workdir: str, step: Optional[int] = None) -> tuple[int, dict[
       step = manager.latest_step() if step is None else step
       if step is None:
         raise missing
+      # checkpoints from before log sums were saved hold the state alone
       saved = manager.item_metadata(step).tree
       # Only the variables are read (as host arrays): not the optimiser state, which is as large
       # as the parameters again with momentum, twice as large with Adam.
@@ -231,8 +232,7 @@ def load_variables(workdir: str, step: Optional[int] = None) -> tuple[int, dict[
     raise
   except Exception as e:  # noqa: BLE001 (orbax and TensorStore raise many kinds for bad files)
     raise RunError(f'cannot read the checkpoint in {path}: {cause(e)}') from None
-  # checkpoints from before log sums were saved hold the state alone
-  variables = _variables(restored.get('state', restored))
+  variables = restored.get('state', restored)
   return step, {'params': variables['params'], 'batch_stats': variables.get('batch_stats', {})}
 
 

@@ -330,15 +330,9 @@ def workdir_model(workdir: str) -> tuple[str, Optional[tuple[int, int, int]], di
   from cnn_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
   from cnn_jax.data import DATASETS  # pylint: disable=g-import-not-at-top
   config = workdir_lib.load_config(workdir)
-  kwargs = dict(config.model)
-  name = kwargs.pop('name')
-  if isinstance(kwargs.get('dtype'), str):
-    kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
   spec = DATASETS.get(config.data.name)
-  if spec is None:
-    return name, None, kwargs
-  kwargs.setdefault('num_classes', spec.num_classes)
-  return name, _eval_input_shape(spec, config.data.eval_ops), kwargs
+  name, kwargs = models.config_arguments(config.model, spec.num_classes if spec else None)
+  return name, _eval_input_shape(spec, config.data.eval_ops) if spec else None, kwargs
 
 
 def _eval_input_shape(spec: Any, eval_ops: str) -> Optional[tuple[int, int, int]]:

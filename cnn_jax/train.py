@@ -195,11 +195,7 @@ def build(config: ml_collections.ConfigDict,
   mesh = parallel.make_mesh()
   local_batch = parallel.local_batch_size(config.batch_size, mesh)
   info = info or pipeline.dataset_info(config.data)
-  model_kwargs = dict(config.model)
-  name = model_kwargs.pop('name')
-  model_kwargs.setdefault('num_classes', info.num_classes)
-  if isinstance(model_kwargs.get('dtype'), str):
-    model_kwargs['dtype'] = jnp.dtype(model_kwargs['dtype'])
+  name, model_kwargs = models.config_arguments(config.model, info.num_classes)
   if config.mixed_precision:  # parameters stay float32: the models cast inputs to dtype
     model_kwargs['dtype'] = jnp.bfloat16
   model = models.get_model(name, **model_kwargs)

@@ -72,6 +72,7 @@ class ModuleCall:
 def module_calls(model: nn.Module, input_shape: Sequence[int]) -> list[ModuleCall]:
   """Every submodule the eval-mode forward pass calls, in the order of their first calls, with the
   shape of that call's output; traced with ``jax.eval_shape`` (nothing is computed)."""
+  from cnn_jax import train  # pylint: disable=g-import-not-at-top (after runtime.start)
   first: dict[tuple[str, ...], Optional[tuple]] = {}
 
   def record(next_fun, args, kwargs, context):
@@ -83,11 +84,8 @@ def module_calls(model: nn.Module, input_shape: Sequence[int]) -> list[ModuleCal
     first[path] = (type(context.module).__name__, getattr(out, 'shape', None))
     return out
 
-  key = jax.random.PRNGKey(0)
   with nn.intercept_methods(record):
-    variables = jax.eval_shape(lambda: model.init(
-        {'params': key, 'dropout': key}, jnp.zeros((1,) + tuple(input_shape), jnp.float32),
-        train=False))
+    variables = train.variable_shapes(model, input_shape)
   calls = []
   for path, (kind, shape) in first.items():
     params = subtree(variables.get('params', {}), '/'.join(path))

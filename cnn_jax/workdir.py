@@ -28,7 +28,7 @@ import ml_collections
 import tensorflow as tf
 from ml_collections import config_flags
 
-from cnn_jax import ConfigError, RunError, run_files
+from cnn_jax import ConfigError, RunError, one_line_errors, run_files
 
 HEARTBEAT_SECONDS = 30.0
 STALE_AFTER_SECONDS = 300.0
@@ -335,9 +335,7 @@ def define_config_flag(argv: Sequence[str]) -> None:
   workdir = workdir_from_argv(argv)
   saved = ml_collections.ConfigDict()
   if workdir is not None:
-    try:
+    with one_line_errors():
       saved = load_config(workdir)
-    except ConfigError as e:
-      sys.exit(f'error: {e}')
   config_flags.DEFINE_config_dict('config', saved,
                                   'The workdir\'s config; --config.X=... overrides a field.')

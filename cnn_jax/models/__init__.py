@@ -19,9 +19,10 @@ import functools
 import importlib
 import pkgutil
 import sys
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import flax.linen as nn
+import jax.numpy as jnp
 
 from cnn_jax import ConfigError
 
@@ -145,6 +146,20 @@ def get_model(name: str, **kwargs: Any) -> nn.Module:
       raise ConfigError(f'model {name!r} takes no argument(s) {", ".join(unknown)}; '
                         f'it takes: {", ".join(sorted(accepted - fixed))}.{hint}')
   return factory(**kwargs)
+
+
+def config_arguments(model_config: Mapping[str, Any],
+                     num_classes: Optional[int]) -> tuple[str, dict[str, Any]]:
+  """``(name, kwargs)`` for :func:`get_model` from a config's ``model`` section: its fields, the data
+  set's ``num_classes`` unless the section fixes it (None: neither), a dtype saved by name as a
+  dtype."""
+  kwargs = dict(model_config)
+  name = kwargs.pop('name')
+  if num_classes is not None:
+    kwargs.setdefault('num_classes', num_classes)
+  if isinstance(kwargs.get('dtype'), str):
+    kwargs['dtype'] = jnp.dtype(kwargs['dtype'])
+  return name, kwargs
 
 
 # Importing a family module registers its variants; every module of this package is imported, so a
